@@ -1,0 +1,24 @@
+"""System checks: start-up fails on an unknown provider kind or a missing key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import Error, register
+
+
+@register()
+def chat_model_settings(app_configs: Any, **kwargs: Any) -> list[Error]:
+    from agent.providers.registry import CHAT_MODEL_KINDS
+
+    errors = []
+    for i, entry in enumerate(settings.RAG_CHAT_MODELS):
+        kind = entry.get("KIND")
+        if kind not in CHAT_MODEL_KINDS:
+            errors.append(Error(f"RAG_CHAT_MODELS[{i}] has unknown KIND {kind!r}", id="agent.E001"))
+        if kind == "openai" and not (settings.OPENAI_API_KEY or settings.OPENAI_BASE_URL):
+            errors.append(
+                Error("an openai chat model needs OPENAI_API_KEY or OPENAI_BASE_URL", id="agent.E002")
+            )
+    return errors

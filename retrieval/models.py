@@ -1,0 +1,1 @@
+# Retrieval reads ingestion.Chunk; it owns no tables yet.

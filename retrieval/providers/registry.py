@@ -1,0 +1,32 @@
+"""Builds the embedder and reranker named in settings, once per process."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from retrieval.providers.protocols import Embedder, Reranker
+
+
+@cache
+def embedder() -> Embedder:
+    from retrieval.providers.sentence_transformers import SentenceTransformerEmbedder
+
+    return SentenceTransformerEmbedder(
+        settings.RAGAPP_EMBEDDING_MODEL, batch_size=settings.RAGAPP_EMBEDDING_BATCH
+    )
+
+
+@cache
+def reranker() -> Reranker:
+    from retrieval.providers.rerankers import CrossEncoderReranker, SentenceReranker
+
+    if settings.RAGAPP_RERANKER == "sentence":
+        return SentenceReranker(embedder())
+    if settings.RAGAPP_RERANKER == "cross_encoder":
+        if not settings.RAGAPP_CROSS_ENCODER_PATH:
+            raise ImproperlyConfigured("RAGAPP_RERANKER=cross_encoder needs RAGAPP_CROSS_ENCODER_PATH")
+        return CrossEncoderReranker(settings.RAGAPP_CROSS_ENCODER_PATH)
+    raise ImproperlyConfigured(f"unknown RAGAPP_RERANKER {settings.RAGAPP_RERANKER!r}")
