@@ -118,8 +118,12 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# Longer than any task, so a slow task is not redelivered while it still runs (Redis).
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 7200)}
+# Redis/SQS: longer than any task, so a slow task is not redelivered while it still runs. The
+# SQLAlchemy transport hands these options to create_engine(), which rejects unknown ones.
+CELERY_BROKER_TRANSPORT_OPTIONS = (
+    {} if CELERY_BROKER_URL.startswith("sqla+")
+    else {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 7200)}
+)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Seconds between polls of the SQLAlchemy broker table (embedded default only).
 CELERY_SQLA_POLLING_INTERVAL = env_float("CELERY_SQLA_POLLING_INTERVAL", 0.2)

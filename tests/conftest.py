@@ -134,6 +134,21 @@ def celery_worker_process(django_db_setup, django_db_blocker) -> Iterator[subpro
     log.close()
 
 
+@pytest.fixture
+def worker(celery_worker_process, transactional_db):  # type: ignore[no-untyped-def]
+    """The session's worker, for one test; afterwards it waits until the worker is idle, so the
+    test database is not flushed under a task that is still writing."""
+    from ingestion.models import Document
+
+    yield celery_worker_process
+    wait_until(
+        lambda: not Document.objects.filter(
+            status__in=[Document.Status.QUEUED, Document.Status.PROCESSING]
+        ).exists(),
+        timeout=120,
+    )
+
+
 def wait_until(predicate, *, timeout: float = 60.0, interval: float = 0.3):  # type: ignore[no-untyped-def]
     """Poll ``predicate`` until it returns a truthy value; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

@@ -211,7 +211,7 @@ def partition_pdf_blocks(path: Path) -> tuple[str, list[Block]]:
         pdf.close()
     elements = _run_partitioner("PDF", partition_pdf, filename=str(path), strategy="fast",
                                 languages=["eng"])  # fmt: skip
-    blocks = _elements_to_blocks(elements, with_pages=True, guessed_titles=True)
+    blocks = _join_pdf_lines(_elements_to_blocks(elements, with_pages=True, guessed_titles=True))
     if not blocks:
         # unstructured gives up on pages it judges "too complex" (many vector graphics) and
         # falls back to hi_res layout detection, which is unavailable offline; pdfium still
@@ -302,9 +302,28 @@ def _elements_to_blocks(
 
 
 def _is_implausible_title(text: str) -> bool:
-    # PDF titles are guessed from font and line length; rotated margin text such as
-    # "] L C . s c [" or "p e S 0 3" is guessed as a title but has no real word in it.
-    return re.search(r"[^\W\d_]{3,}", text) is None
+    # PDF titles are guessed from short lines: rotated margin text such as "] L C . s c [" has no
+    # real word, and the last line of a paragraph ("with the same name as the note.") starts in
+    # lower case. Taking them as headings would cut sections in the middle of a paragraph.
+    return re.search(r"[^\W\d_]{3,}", text) is None or text[0].islower()
+
+
+def _join_pdf_lines(blocks: list[Block]) -> list[Block]:
+    """Rejoin lines that pdfminer split out of one sentence ("... export a" + "whole notebook")."""
+    joined: list[Block] = []
+    for block in blocks:
+        previous = joined[-1] if joined else None
+        if (
+            previous is not None
+            and previous.kind == block.kind == "text"
+            and (previous.page, previous.heading) == (block.page, block.heading)
+            and not previous.text.endswith((".", "!", "?", ":", ";"))
+            and block.text[0].islower()
+        ):
+            joined[-1] = Block(f"{previous.text} {block.text}", block.page, block.heading, "text")
+        else:
+            joined.append(block)
+    return joined
 
 
 def html_table_to_markdown(table_html: str) -> str:

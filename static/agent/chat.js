@@ -149,7 +149,28 @@
     };
   }
 
-  function openCitation(citation, button) {
+  // The passage as paragraphs; the answer's sentence is marked where the passage contains it
+  // word for word (always for the extractive answerer, sometimes for a language model).
+  function renderPassage(text, quote) {
+    let mark = null;
+    ui.panelText.replaceChildren();
+    for (const paragraph of text.split(/\n\s*\n/)) {
+      const trimmed = paragraph.trim();
+      if (!trimmed) continue;
+      const p = el("p");
+      const at = quote && !mark ? trimmed.indexOf(quote) : -1;
+      if (at >= 0) {
+        mark = el("mark", { testId: "citation-quote", text: quote });
+        p.append(trimmed.slice(0, at), mark, trimmed.slice(at + quote.length));
+      } else {
+        p.textContent = trimmed;
+      }
+      ui.panelText.append(p);
+    }
+    return mark;
+  }
+
+  function openCitation(citation, button, quote) {
     if (state.activeCitation) state.activeCitation.classList.remove("active");
     state.activeCitation = button || null;
     if (button) button.classList.add("active");
@@ -165,9 +186,11 @@
     ui.panelLocation.textContent = location.join(" · ");
     ui.panelLocation.hidden = location.length === 0;
 
-    ui.panelText.textContent = citation.text;
+    const mark = renderPassage(citation.text, quote);
     ui.panel.hidden = false;
     root.classList.add("panel-open");
+    ui.panel.scrollTop = 0;
+    if (mark) mark.scrollIntoView({ block: "nearest" });
   }
 
   function closeCitation(restoreFocus) {
@@ -180,14 +203,14 @@
     state.activeCitation = null;
   }
 
-  function citationButton(citation, testId, label) {
+  function citationButton(citation, testId, label, quote) {
     const button = el("button", {
       className: "cite",
       testId,
       text: label,
       attrs: { type: "button", "aria-label": `Source ${citation.number}: ${citation.title}` },
     });
-    button.addEventListener("click", () => openCitation(citation, button));
+    button.addEventListener("click", () => openCitation(citation, button, quote));
     return button;
   }
 
@@ -198,11 +221,17 @@
     for (const paragraph of text.split(/\n{2,}/)) {
       const p = el("p");
       let last = 0;
+      let sentence = "";
       for (const match of paragraph.matchAll(MARKER)) {
         const citation = byNumber.get(Number(match[1]));
         if (!citation) continue;
-        if (match.index > last) p.append(paragraph.slice(last, match.index));
-        p.append(citationButton(citation, `citation-${citation.number}`, String(citation.number)));
+        const before = paragraph.slice(last, match.index);
+        if (before) p.append(before);
+        // The sentence a marker closes; "[1][2]" share the sentence before the first one.
+        if (before.trim()) sentence = before.trim();
+        const quote = sentence.length >= 12 ? sentence : "";
+        const label = String(citation.number);
+        p.append(citationButton(citation, `citation-${citation.number}`, label, quote));
         last = match.index + match[0].length;
       }
       if (last < paragraph.length) p.append(paragraph.slice(last));

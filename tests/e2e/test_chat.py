@@ -103,7 +103,9 @@ def test_a_user_gets_a_cited_answer_opens_the_source_and_leaves_feedback(
     answer.get_by_test_id("thumbs-down").click()
     answer.get_by_test_id("feedback-comment").fill("Too short")
     answer.get_by_test_id("feedback-submit").click()
-    expect(answer.get_by_test_id("feedback-thanks")).to_have_text("Thanks for your feedback")
+    thanks = answer.get_by_test_id("feedback-thanks")
+    expect(thanks).to_be_visible()
+    expect(thanks).to_have_text("Thanks for your feedback")
     assert Feedback.objects.get(user=bob).rating == -1
 
     page.goto(f"{live_server.url}/admin/agent/feedback/")

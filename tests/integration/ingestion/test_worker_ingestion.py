@@ -29,7 +29,7 @@ def final_state(client, document_id: str) -> dict:  # type: ignore[no-untyped-de
     return wait_until(poll, timeout=120)  # type: ignore[no-any-return]
 
 
-def test_an_uploaded_document_is_ingested_by_the_worker(celery_worker_process, client_for, bob):
+def test_an_uploaded_document_is_ingested_by_the_worker(worker, client_for, bob):
     client = client_for(bob)
     content = (settings.RAGAPP_SAMPLE_KB_DIR / "account-and-security.md").read_bytes()
     response = upload(client, "account-and-security.md", content)
@@ -45,7 +45,7 @@ def test_an_uploaded_document_is_ingested_by_the_worker(celery_worker_process, c
     assert list(chunks.values_list("index", flat=True)) == list(range(chunks.count()))
 
 
-def test_identical_content_is_not_ingested_twice(celery_worker_process, client_for, bob):
+def test_identical_content_is_not_ingested_twice(worker, client_for, bob):
     client = client_for(bob)
     first = upload(client, "a.txt", b"Nimbus Notes keeps your notes in sync across devices.")
     second = upload(client, "renamed.txt", b"Nimbus Notes keeps your notes in sync across devices.")
@@ -53,6 +53,7 @@ def test_identical_content_is_not_ingested_twice(celery_worker_process, client_f
     assert second.json() == {"id": first.json()["id"], "status": second.json()["status"],
                              "duplicate": True}
     assert Document.objects.count() == 1
+    assert final_state(client, first.json()["id"])["status"] == "ready"
 
 
 @pytest.mark.parametrize(
@@ -64,7 +65,7 @@ def test_identical_content_is_not_ingested_twice(celery_worker_process, client_f
     ],
 )
 def test_a_bad_file_ends_failed_with_a_readable_reason(
-    celery_worker_process, client_for, bob, name, content, reason
+    worker, client_for, bob, name, content, reason
 ):
     client = client_for(bob)
     body = final_state(client, upload(client, name, content).json()["id"])
@@ -74,7 +75,7 @@ def test_a_bad_file_ends_failed_with_a_readable_reason(
     assert not Chunk.objects.filter(document_id=body["id"]).exists()
 
 
-def test_deleting_a_document_removes_its_chunks_and_file(celery_worker_process, client_for, bob):
+def test_deleting_a_document_removes_its_chunks_and_file(worker, client_for, bob):
     client = client_for(bob)
     doc_id = upload(client, "a.md", b"# Sync\n\nOffline changes sync within 60 seconds.").json()["id"]
     assert final_state(client, doc_id)["status"] == "ready"
