@@ -23,11 +23,15 @@ class ConversationAdmin(admin.ModelAdmin):
     inlines = [MessageInline]
 
     def get_queryset(self, request: HttpRequest):  # type: ignore[no-untyped-def]
-        return super().get_queryset(request).annotate(
-            n_messages=Count("messages", distinct=True),
-            n_calls=Count("usage", distinct=True),
-            n_tokens=Sum("usage__input_tokens") + Sum("usage__output_tokens"),
-            total_cost=Sum("usage__cost_usd"),
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                n_messages=Count("messages", distinct=True),
+                n_calls=Count("usage", distinct=True),
+                n_tokens=Sum("usage__input_tokens") + Sum("usage__output_tokens"),
+                total_cost=Sum("usage__cost_usd"),
+            )
         )
 
     @admin.display(ordering="n_messages", description="messages")
@@ -49,8 +53,17 @@ class ConversationAdmin(admin.ModelAdmin):
 
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
-    list_display = ["short_text", "role", "decision", "confidence", "provider", "prompt_version",
-                    "degraded", "latency_ms", "created_at"]
+    list_display = [
+        "short_text",
+        "role",
+        "decision",
+        "confidence",
+        "provider",
+        "prompt_version",
+        "degraded",
+        "latency_ms",
+        "created_at",
+    ]
     list_filter = ["role", "decision", "degraded", "provider", "prompt_version"]
     search_fields = ["text"]
     readonly_fields = [f.name for f in Message._meta.fields]
@@ -70,9 +83,22 @@ class FeedbackAdmin(admin.ModelAdmin):
 
 @admin.register(UsageRecord)
 class UsageRecordAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "provider", "model", "route", "input_tokens", "output_tokens",
-                    "tokens_estimated", "cost_usd", "latency_ms", "succeeded", "error_code",
-                    "prompt_version", "user", "conversation"]
+    list_display = [
+        "created_at",
+        "provider",
+        "model",
+        "route",
+        "input_tokens",
+        "output_tokens",
+        "tokens_estimated",
+        "cost_usd",
+        "latency_ms",
+        "succeeded",
+        "error_code",
+        "prompt_version",
+        "user",
+        "conversation",
+    ]
     list_filter = ["provider", "model", "route", "succeeded", "created_at"]
     readonly_fields = [f.name for f in UsageRecord._meta.fields]
 

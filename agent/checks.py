@@ -19,6 +19,8 @@ def chat_model_settings(app_configs: Any, **kwargs: Any) -> list[Error]:
             errors.append(Error(f"RAG_CHAT_MODELS[{i}] has unknown KIND {kind!r}", id="agent.E001"))
         if kind == "openai" and not (settings.OPENAI_API_KEY or settings.OPENAI_BASE_URL):
             errors.append(
-                Error("an openai chat model needs OPENAI_API_KEY or OPENAI_BASE_URL", id="agent.E002")
+                Error(
+                    "an openai chat model needs OPENAI_API_KEY or OPENAI_BASE_URL", id="agent.E002"
+                )
             )
     return errors

@@ -32,7 +32,9 @@ class Message(models.Model):
         ESCALATED = "escalated"
         REFUSED = "refused"
 
-    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages"
+    )
     role = models.CharField(max_length=16, choices=Role.choices)
     text = models.TextField()
     decision = models.CharField(max_length=16, choices=Decision.choices, blank=True)
@@ -91,7 +93,9 @@ class UsageRecord(models.Model):
     conversation = models.ForeignKey(
         Conversation, null=True, blank=True, on_delete=models.SET_NULL, related_name="usage"
     )
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -112,7 +116,9 @@ class GuardrailEvent(models.Model):
     action = models.CharField(max_length=30, help_text="e.g. rejected, refused, removed")
     score = models.FloatField(null=True, blank=True)
     excerpt = models.CharField(max_length=300, blank=True)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
     conversation = models.ForeignKey(
         Conversation, null=True, blank=True, on_delete=models.SET_NULL, related_name="guardrails"
     )

@@ -35,10 +35,23 @@ class AnswerOutcome:
     usage: dict  # type: ignore[type-arg]
 
 
-def guardrail_record(*, stage: str, rule: str, action: str, excerpt: str = "", score=None,  # type: ignore[no-untyped-def]
-                     user=None, conversation=None) -> None:
+def guardrail_record(
+    *,
+    stage: str,
+    rule: str,
+    action: str,
+    excerpt: str = "",
+    score=None,  # type: ignore[no-untyped-def]
+    user=None,
+    conversation=None,
+) -> None:
     GuardrailEvent.objects.create(
-        stage=stage, rule=rule, action=action, excerpt=excerpt[:300], score=score, user=user,
+        stage=stage,
+        rule=rule,
+        action=action,
+        excerpt=excerpt[:300],
+        score=score,
+        user=user,
         conversation=conversation,
     )
 
@@ -49,8 +62,14 @@ def _clean_question(question: str, *, user) -> str:  # type: ignore[no-untyped-d
     if not cleaned:
         raise InvalidInput("Please type a question.", code="empty_question")
     if len(cleaned) > settings.RAGAPP_MAX_QUESTION_CHARS:
-        guardrail_record(stage="input", rule="question_too_long", action="rejected",
-                         excerpt=cleaned[:120], score=len(cleaned), user=user)
+        guardrail_record(
+            stage="input",
+            rule="question_too_long",
+            action="rejected",
+            excerpt=cleaned[:120],
+            score=len(cleaned),
+            user=user,
+        )
         raise InvalidInput(
             f"Questions are limited to {settings.RAGAPP_MAX_QUESTION_CHARS} characters.",
             code="question_too_long",
@@ -79,12 +98,20 @@ def cost_usd(model: str, input_tokens: int, output_tokens: int) -> Decimal:
 def _record_attempts(attempts: list[Attempt], *, prompt, conversation, user) -> list[UsageRecord]:  # type: ignore[no-untyped-def]
     return UsageRecord.objects.bulk_create(
         UsageRecord(
-            provider=a.provider, model=a.model, route="answer",
-            input_tokens=a.usage.input_tokens, output_tokens=a.usage.output_tokens,
+            provider=a.provider,
+            model=a.model,
+            route="answer",
+            input_tokens=a.usage.input_tokens,
+            output_tokens=a.usage.output_tokens,
             tokens_estimated=a.usage.estimated,
             cost_usd=cost_usd(a.model, a.usage.input_tokens, a.usage.output_tokens),
-            latency_ms=a.latency_ms, succeeded=not a.error_code, error_code=a.error_code,
-            prompt_id=prompt.id, prompt_version=prompt.version, conversation=conversation, user=user,
+            latency_ms=a.latency_ms,
+            succeeded=not a.error_code,
+            error_code=a.error_code,
+            prompt_id=prompt.id,
+            prompt_version=prompt.version,
+            conversation=conversation,
+            user=user,
         )
         for a in attempts
     )
@@ -98,8 +125,10 @@ def _generate(request: ChatRequest) -> tuple[ChatResult | None, list[Attempt], b
             result = model.generate(request)
         except ProviderError as exc:
             attempts.extend(exc.extra.get("attempts", []))
-            logger.warning("chat model failed; falling back",
-                           extra={"provider": model.provider, "code": exc.code})
+            logger.warning(
+                "chat model failed; falling back",
+                extra={"provider": model.provider, "code": exc.code},
+            )
             continue
         attempts.extend(result.attempts)
         return result, attempts, position > 0
@@ -113,9 +142,14 @@ def _topics(collection_ids: list[int] | None) -> list[str]:
     return list(qs.order_by("title").values_list("title", flat=True).distinct()[:8])
 
 
-def answer_question(*, user, question: str, conversation_id=None, collection: str | None = None  # type: ignore[no-untyped-def]
-                    ) -> AnswerOutcome:
-    """Answer ``question`` from the documents, or say honestly why not. Always persists both turns."""
+def answer_question(
+    *,
+    user,
+    question: str,
+    conversation_id=None,
+    collection: str | None = None,  # type: ignore[no-untyped-def]
+) -> AnswerOutcome:
+    """Answer ``question`` from the documents, or say honestly why not. Persists both turns."""
     started = time.perf_counter()
     question = _clean_question(question, user=user)
     if conversation_id:
@@ -132,41 +166,76 @@ def answer_question(*, user, question: str, conversation_id=None, collection: st
         Turn(role=m.role, text=m.text)
         for m in reversed(conversation.messages.order_by("-created_at", "-id")[:HISTORY_TURNS])
     ]
-    user_message = Message.objects.create(conversation=conversation, role=Message.Role.USER, text=question)
+    user_message = Message.objects.create(
+        conversation=conversation, role=Message.Role.USER, text=question
+    )
     prompt = prompt_load(settings.RAGAPP_PROMPT)
 
     candidates = passages_retrieve(question, collection_ids=collection_ids)
     passages = [
-        Passage(number=i, chunk_id=c.chunk_id, text=c.text, title=c.document_title, page=c.page,
-                heading=c.heading, score=c.score)
+        Passage(
+            number=i,
+            chunk_id=c.chunk_id,
+            text=c.text,
+            title=c.document_title,
+            page=c.page,
+            heading=c.heading,
+            score=c.score,
+        )
         for i, c in enumerate(candidates, start=1)
     ]
     result, attempts, degraded = (None, [], False)
     if passages:
-        request = ChatRequest(question=question, passages=passages, prompt=prompt, history=history,
-                              idempotency_key=f"msg-{user_message.id}")
+        request = ChatRequest(
+            question=question,
+            passages=passages,
+            prompt=prompt,
+            history=history,
+            idempotency_key=f"msg-{user_message.id}",
+        )
         result, attempts, degraded = _generate(request)
 
     decision, text, cited, confidence = "refused", "", [], 0.0
     if not passages:
-        guardrail_record(stage="retrieval", rule="no_evidence", action="refused",
-                         excerpt=question, user=user, conversation=conversation)
+        guardrail_record(
+            stage="retrieval",
+            rule="no_evidence",
+            action="refused",
+            excerpt=question,
+            user=user,
+            conversation=conversation,
+        )
     elif result is None:
         decision, text = "escalated", ESCALATION  # every model failed: a person takes over
     else:
         validated = citations_validate(result.answer, passage_numbers={p.number for p in passages})
         for claim, reason in validated.removed:
-            guardrail_record(stage="output", rule="invalid_citation", action="removed",
-                             excerpt=f"{reason}: {claim.text}", user=user, conversation=conversation)
+            guardrail_record(
+                stage="output",
+                rule="invalid_citation",
+                action="removed",
+                excerpt=f"{reason}: {claim.text}",
+                user=user,
+                conversation=conversation,
+            )
         confidence = result.answer.confidence
         decision = gate_decide(
-            model_decision=result.answer.decision, confidence=confidence,
-            has_claims=bool(validated.claims), answer_at=settings.RAGAPP_GATE_ANSWER,
+            model_decision=result.answer.decision,
+            confidence=confidence,
+            has_claims=bool(validated.claims),
+            answer_at=settings.RAGAPP_GATE_ANSWER,
             escalate_at=settings.RAGAPP_GATE_ESCALATE,
         )
         if decision == "refused":
-            guardrail_record(stage="output", rule="no_evidence", action="refused", excerpt=question,
-                             score=confidence, user=user, conversation=conversation)
+            guardrail_record(
+                stage="output",
+                rule="no_evidence",
+                action="refused",
+                excerpt=question,
+                score=confidence,
+                user=user,
+                conversation=conversation,
+            )
         elif validated.claims:
             composed = answer_compose(validated.claims, passages)
             cited = composed.cited
@@ -193,11 +262,19 @@ def answer_question(*, user, question: str, conversation_id=None, collection: st
     with transaction.atomic():
         records = _record_attempts(attempts, prompt=prompt, conversation=conversation, user=user)
         message = Message.objects.create(
-            conversation=conversation, role=Message.Role.ASSISTANT, text=text, decision=decision,
-            confidence=confidence, citations=citations, prompt_id=prompt.id,
-            prompt_version=prompt.version, prompt_hash=prompt.hash,
-            provider=result.provider if result else "", model=result.model if result else "",
-            degraded=degraded, latency_ms=int((time.perf_counter() - started) * 1000),
+            conversation=conversation,
+            role=Message.Role.ASSISTANT,
+            text=text,
+            decision=decision,
+            confidence=confidence,
+            citations=citations,
+            prompt_id=prompt.id,
+            prompt_version=prompt.version,
+            prompt_hash=prompt.hash,
+            provider=result.provider if result else "",
+            model=result.model if result else "",
+            degraded=degraded,
+            latency_ms=int((time.perf_counter() - started) * 1000),
         )
         conversation.save(update_fields=["updated_at"])
     usage = {
@@ -207,8 +284,15 @@ def answer_question(*, user, question: str, conversation_id=None, collection: st
         "cost_usd": float(sum((r.cost_usd for r in records), Decimal(0))),
         "estimated": any(r.tokens_estimated for r in records),
     }
-    logger.info("answered", extra={"decision": decision, "conversation": str(conversation.id),
-                                   "ms": message.latency_ms, "degraded": degraded})
+    logger.info(
+        "answered",
+        extra={
+            "decision": decision,
+            "conversation": str(conversation.id),
+            "ms": message.latency_ms,
+            "degraded": degraded,
+        },
+    )
     return AnswerOutcome(conversation=conversation, message=message, usage=usage)
 
 

@@ -35,14 +35,35 @@ class DocumentUploadForm(forms.ModelForm):
 
 @admin.register(Document)
 class DocumentAdmin(admin.ModelAdmin):
-    list_display = ["title", "collection", "status", "progress", "error", "chunk_count", "created_at"]
+    list_display = [
+        "title",
+        "collection",
+        "status",
+        "progress",
+        "error",
+        "chunk_count",
+        "created_at",
+    ]
     list_filter = ["status", "collection", "content_type"]
     search_fields = ["title", "original_name", "content_hash"]
     actions = ["reingest"]
     readonly_fields = [
-        "id", "original_name", "content_type", "size_bytes", "content_hash", "status", "stage",
-        "progress_done", "progress_total", "error", "attempts", "uploaded_by", "created_at",
-        "updated_at", "started_at", "finished_at",
+        "id",
+        "original_name",
+        "content_type",
+        "size_bytes",
+        "content_hash",
+        "status",
+        "stage",
+        "progress_done",
+        "progress_total",
+        "error",
+        "attempts",
+        "uploaded_by",
+        "created_at",
+        "updated_at",
+        "started_at",
+        "finished_at",
     ]
 
     def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any):  # type: ignore[no-untyped-def]
@@ -66,8 +87,10 @@ class DocumentAdmin(admin.ModelAdmin):
     def progress(self, obj: Document) -> str:
         if obj.progress_total:
             return format_html(
-                '<progress max="{}" value="{}"></progress> {}', obj.progress_total,
-                obj.progress_done, obj.stage,
+                '<progress max="{}" value="{}"></progress> {}',
+                obj.progress_total,
+                obj.progress_done,
+                obj.stage,
             )
         return obj.stage
 
@@ -77,8 +100,11 @@ class DocumentAdmin(admin.ModelAdmin):
             return
         upload = form.cleaned_data["file"]
         document, created = services.document_create(
-            fh=upload, name=upload.name, collection=form.cleaned_data["collection"],
-            user=request.user, title=form.cleaned_data.get("title") or "",
+            fh=upload,
+            name=upload.name,
+            collection=form.cleaned_data["collection"],
+            user=request.user,
+            title=form.cleaned_data.get("title") or "",
         )
         obj.pk = document.pk  # so the admin redirects to the stored document
         if not created:
@@ -100,13 +126,31 @@ class DocumentAdmin(admin.ModelAdmin):
 
 @admin.register(Chunk)
 class ChunkAdmin(admin.ModelAdmin):
-    list_display = ["document", "index", "page", "heading", "token_count", "flagged", "embedding_model"]
+    list_display = [
+        "document",
+        "index",
+        "page",
+        "heading",
+        "token_count",
+        "flagged",
+        "embedding_model",
+    ]
     list_filter = ["flagged", "embedding_model", "document__collection"]
     search_fields = ["text", "heading", "document__title"]
     list_select_related = ["document"]
     exclude = ["embedding"]
-    readonly_fields = ["document", "index", "text", "page", "heading", "token_count",
-                       "embedding_model", "flagged", "flag_reason", "created_at"]
+    readonly_fields = [
+        "document",
+        "index",
+        "text",
+        "page",
+        "heading",
+        "token_count",
+        "embedding_model",
+        "flagged",
+        "flag_reason",
+        "created_at",
+    ]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -41,7 +41,12 @@ def _sha256(fh: IO[bytes]) -> str:
 
 
 def document_create(
-    *, fh: IO[bytes], name: str, collection: Collection, user=None, title: str = ""  # type: ignore[no-untyped-def]
+    *,
+    fh: IO[bytes],
+    name: str,
+    collection: Collection,
+    user=None,
+    title: str = "",  # type: ignore[no-untyped-def]
 ) -> tuple[Document, bool]:
     """Store an upload and queue it for ingestion. Returns ``(document, created)``.
 
@@ -122,7 +127,9 @@ def _progress(document: Document, *, stage: str, done: int = 0, total: int = 0) 
 def document_fail(document_id: str, reason: str) -> None:
     """Mark a document failed with a human-readable reason."""
     Document.objects.filter(id=document_id).update(
-        status=Document.Status.FAILED, error=reason, finished_at=timezone.now(),
+        status=Document.Status.FAILED,
+        error=reason,
+        finished_at=timezone.now(),
         updated_at=timezone.now(),
     )
     logger.warning("document failed", extra={"document": str(document_id), "reason": reason})

@@ -21,4 +21,6 @@ def process_document(document_id: str) -> None:
         services.document_process(document_id)
     except Exception as exc:  # task boundary: record the failure on the document, never lose it
         logger.exception("ingestion crashed", extra={"document": document_id})
-        services.document_fail(document_id, f"internal error while ingesting ({type(exc).__name__})")
+        services.document_fail(
+            document_id, f"internal error while ingesting ({type(exc).__name__})"
+        )

@@ -1,6 +1,6 @@
 """Typed readers for settings that come from the environment.
 
-Every secret may also be given as ``<NAME>_FILE`` pointing at a file that holds it (Docker/K8s secrets).
+Every secret may also be given as ``<NAME>_FILE``: a file that holds it (Docker/K8s secrets).
 """
 
 from __future__ import annotations

@@ -9,7 +9,9 @@ class AppError(Exception):
     status_code = 400
     default_code = "error"
 
-    def __init__(self, message: str, *, code: str | None = None, extra: dict[str, Any] | None = None):
+    def __init__(
+        self, message: str, *, code: str | None = None, extra: dict[str, Any] | None = None
+    ):
         super().__init__(message)
         self.message = message
         self.code = code or self.default_code
@@ -37,7 +39,13 @@ class ProviderError(AppError):
     status_code = 502
     default_code = "provider_error"
 
-    def __init__(self, message: str, *, permanent: bool, code: str | None = None,
-                 extra: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        permanent: bool,
+        code: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ):
         super().__init__(message, code=code, extra=extra)
         self.permanent = permanent

@@ -50,9 +50,15 @@ def _embedder() -> dict:  # type: ignore[type-arg]
 
 
 def readyz(request: HttpRequest) -> JsonResponse:
-    checks = {"database": _check(_database), "broker": _check(_broker),
-              "embedder": _check(_embedder)}
+    checks = {
+        "database": _check(_database),
+        "broker": _check(_broker),
+        "embedder": _check(_embedder),
+    }
     ready = all(c["ok"] for c in checks.values())
-    body = {"status": "ready" if ready else "not ready", "checks": checks,
-            "embedded_database": settings.EMBEDDED_DATABASE}
+    body = {
+        "status": "ready" if ready else "not ready",
+        "checks": checks,
+        "embedded_database": settings.EMBEDDED_DATABASE,
+    }
     return JsonResponse(body, status=200 if ready else 503)

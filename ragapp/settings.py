@@ -1,7 +1,7 @@
 """Settings, all read from the environment (see README "Settings").
 
 ``DATABASE_URL`` unset -> the embedded PostgreSQL + pgvector under ``RAGAPP_DATA_DIR``.
-``CELERY_BROKER_URL`` unset -> kombu's SQLAlchemy transport on that same database (no broker server).
+``CELERY_BROKER_URL`` unset -> kombu's SQLAlchemy transport on that database (no broker server).
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def _sqlalchemy_url(db: dict) -> str:  # type: ignore[type-arg]
     return f"postgresql+psycopg://{user}:{password}@{host}:{port or 5432}/{db['NAME']}"
 
 
-# --- Celery ----------------------------------------------------------------------------------------
+# --- Celery ---
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or "sqla+" + _sqlalchemy_url(_db)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
@@ -121,14 +121,15 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Redis/SQS: longer than any task, so a slow task is not redelivered while it still runs. The
 # SQLAlchemy transport hands these options to create_engine(), which rejects unknown ones.
 CELERY_BROKER_TRANSPORT_OPTIONS = (
-    {} if CELERY_BROKER_URL.startswith("sqla+")
+    {}
+    if CELERY_BROKER_URL.startswith("sqla+")
     else {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 7200)}
 )
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Seconds between polls of the SQLAlchemy broker table (embedded default only).
 CELERY_SQLA_POLLING_INTERVAL = env_float("CELERY_SQLA_POLLING_INTERVAL", 0.2)
 
-# --- Files -----------------------------------------------------------------------------------------
+# --- Files ---
 MEDIA_ROOT = DATA_DIR / "uploads"  # outside the web root; served only through authorised views
 MEDIA_URL = "/media/"
 STATIC_URL = "/static/"
@@ -145,7 +146,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 RAGAPP_SAMPLE_KB_DIR = Path(env_str("RAGAPP_SAMPLE_KB_DIR", str(BASE_DIR / "sample_kb")))
 
-# --- Auth, API -------------------------------------------------------------------------------------
+# --- Auth, API ---
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
@@ -170,7 +171,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
-# --- Models and retrieval --------------------------------------------------------------------------
+# --- Models and retrieval ---
 # Path or name of a sentence-transformers model. Default: all-MiniLM-L6-v2 packaged in a wheel.
 RAGAPP_EMBEDDING_MODEL = env_str("RAGAPP_EMBEDDING_MODEL", "")
 RAGAPP_EMBEDDING_DIM = 384  # the vector column's width; a model of another width needs a migration
@@ -186,7 +187,7 @@ RAGAPP_HNSW_EF_SEARCH = env_int("RAGAPP_HNSW_EF_SEARCH", 100)
 RAGAPP_RERANKER = env_str("RAGAPP_RERANKER", "sentence")
 RAGAPP_CROSS_ENCODER_PATH = env_str("RAGAPP_CROSS_ENCODER_PATH", "")
 
-# --- Answering -------------------------------------------------------------------------------------
+# --- Answering ---
 RAGAPP_PROMPT = env_str("RAGAPP_PROMPT", "grounded_answer@1")
 RAGAPP_MAX_QUESTION_CHARS = env_int("RAGAPP_MAX_QUESTION_CHARS", 2000)
 # Confidence gate: >= ANSWER answers, >= ESCALATE escalates to a person, below refuses.
@@ -228,7 +229,7 @@ RAG_PRICES = env_json(
     },
 )
 
-# --- Security --------------------------------------------------------------------------------------
+# --- Security ---
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE

@@ -26,7 +26,9 @@ def chunk_dense_search(
     with transaction.atomic(), connection.cursor() as cursor:
         # ef_search must be >= limit or HNSW returns fewer rows; iterative scans keep filtered
         # queries from coming back short when most chunks are filtered out.
-        cursor.execute("SET LOCAL hnsw.ef_search = %s", [max(settings.RAGAPP_HNSW_EF_SEARCH, limit)])
+        cursor.execute(
+            "SET LOCAL hnsw.ef_search = %s", [max(settings.RAGAPP_HNSW_EF_SEARCH, limit)]
+        )
         cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
         rows = list(qs.values_list("id", "distance")[:limit])
     # relaxed_order may return rows slightly out of order: sort them exactly.
@@ -77,6 +79,7 @@ def candidates_load(chunk_ids: list[int]) -> list[Candidate]:
             text=c.text,
             page=c.page,
             heading=c.heading,
+            embedding=np.asarray(c.embedding, dtype=np.float32),
         )
         for c in rows
     }

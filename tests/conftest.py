@@ -82,7 +82,7 @@ def client_for(api_client):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def sample_kb(db):  # type: ignore[no-untyped-def]
-    """The bundled sample knowledge base, ingested in-process (the worker path has its own tests)."""
+    """The bundled sample knowledge base, ingested in-process (the worker path is tested apart)."""
     from ingestion import services
     from ingestion.models import Document
 
@@ -107,9 +107,11 @@ def celery_worker_process(django_db_setup, django_db_blocker) -> Iterator[subpro
     from django.db import connection
 
     db = connection.settings_dict
-    url = f"postgresql://{db['USER']}:{db['PASSWORD'] or ''}@/{db['NAME']}?host={db['HOST']}"
-    if not str(db["HOST"]).startswith("/"):
-        url = f"postgresql://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+    password = db["PASSWORD"] or ""
+    if str(db["HOST"]).startswith("/"):  # a Unix socket folder (the embedded server)
+        url = f"postgresql://{db['USER']}:{password}@/{db['NAME']}?host={db['HOST']}"
+    else:
+        url = f"postgresql://{db['USER']}:{password}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
     env = {
         **os.environ,
         "DATABASE_URL": url,
@@ -118,10 +120,25 @@ def celery_worker_process(django_db_setup, django_db_blocker) -> Iterator[subpro
     }
     log = open(REPO / ".data" / "test-worker.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "ragapp", "worker", "--loglevel=INFO",
-         "--concurrency=1", "--pool=solo", "--without-heartbeat", "--without-gossip",
-         "--without-mingle", f"--hostname=test-{os.getpid()}@%h"],
-        env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "ragapp",
+            "worker",
+            "--loglevel=INFO",
+            "--concurrency=1",
+            "--pool=solo",
+            "--without-heartbeat",
+            "--without-gossip",
+            "--without-mingle",
+            f"--hostname=test-{os.getpid()}@%h",
+        ],
+        env=env,
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 90
     while "ready." not in (REPO / ".data" / "test-worker.log").read_text():
@@ -142,9 +159,11 @@ def worker(celery_worker_process, transactional_db):  # type: ignore[no-untyped-
 
     yield celery_worker_process
     wait_until(
-        lambda: not Document.objects.filter(
-            status__in=[Document.Status.QUEUED, Document.Status.PROCESSING]
-        ).exists(),
+        lambda: (
+            not Document.objects.filter(
+                status__in=[Document.Status.QUEUED, Document.Status.PROCESSING]
+            ).exists()
+        ),
         timeout=120,
     )
 

@@ -39,7 +39,9 @@ def message_out(message: Message) -> dict[str, Any]:
 
 class AskApi(APIView):
     class InputSerializer(serializers.Serializer):
-        question = serializers.CharField(trim_whitespace=False, allow_blank=True, max_length=100_000)
+        question = serializers.CharField(
+            trim_whitespace=False, allow_blank=True, max_length=100_000
+        )
         conversation = serializers.UUIDField(required=False, allow_null=True)
         collection = serializers.SlugField(required=False, allow_null=True)
 

@@ -8,7 +8,12 @@ Decision = Literal["answered", "escalated", "refused"]
 
 
 def gate_decide(
-    *, model_decision: str, confidence: float, has_claims: bool, answer_at: float, escalate_at: float
+    *,
+    model_decision: str,
+    confidence: float,
+    has_claims: bool,
+    answer_at: float,
+    escalate_at: float,
 ) -> Decision:
     """``answer_at`` and ``escalate_at`` are the confidence thresholds (settings)."""
     if model_decision == "refuse" or (not has_claims and model_decision != "escalate"):

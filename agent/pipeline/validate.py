@@ -23,7 +23,9 @@ def citations_validate(answer: AnswerOut, *, passage_numbers: set[int]) -> Valid
         elif not claim.passages:
             removed.append((claim, "no citation"))
         elif not set(claim.passages) <= passage_numbers:
-            removed.append((claim, f"cites unknown passage(s) {sorted(set(claim.passages) - passage_numbers)}"))
+            removed.append(
+                (claim, f"cites unknown passage(s) {sorted(set(claim.passages) - passage_numbers)}")
+            )
         else:
             kept.append(claim)
     return ValidatedAnswer(claims=kept, removed=removed)

@@ -8,7 +8,7 @@ import numpy as np
 
 from agent.pipeline.schema import AnswerOut, ClaimOut
 from agent.providers.protocols import Attempt, ChatRequest, ChatResult, Usage
-from retrieval.pipeline.text import split_sentences, tokenize
+from retrieval.pipeline.text import is_statement, split_sentences, tokenize
 from retrieval.providers.registry import embedder
 
 
@@ -23,8 +23,13 @@ class ExtractiveChatModel:
     provider = "extractive"
     model = "extractive"
 
-    def __init__(self, max_sentences: int = 3, min_score: float = 0.35, relative: float = 0.85,
-                 overlap_weight: float = 0.15):
+    def __init__(
+        self,
+        max_sentences: int = 3,
+        min_score: float = 0.35,
+        relative: float = 0.85,
+        overlap_weight: float = 0.15,
+    ):
         self.max_sentences = max_sentences
         self.min_score = min_score
         self.relative = relative
@@ -32,7 +37,12 @@ class ExtractiveChatModel:
 
     def generate(self, request: ChatRequest) -> ChatResult:
         started = time.perf_counter()
-        rows = [(p.number, s) for p in request.passages for s in split_sentences(p.text)]
+        rows = [
+            (p.number, s)
+            for p in request.passages
+            for s in split_sentences(p.text)
+            if is_statement(s)
+        ]
         claims: list[ClaimOut] = []
         best = 0.0
         if rows:
@@ -62,5 +72,9 @@ class ExtractiveChatModel:
             claims=claims,
         )
         latency = int((time.perf_counter() - started) * 1000)
-        attempt = Attempt(provider=self.provider, model=self.model, latency_ms=latency, usage=Usage())
-        return ChatResult(answer=answer, provider=self.provider, model=self.model, attempts=[attempt])
+        attempt = Attempt(
+            provider=self.provider, model=self.model, latency_ms=latency, usage=Usage()
+        )
+        return ChatResult(
+            answer=answer, provider=self.provider, model=self.model, attempts=[attempt]
+        )

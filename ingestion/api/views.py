@@ -52,7 +52,10 @@ class DocumentListCreateApi(APIView):
             data.validated_data.get("collection") or services.DEFAULT_COLLECTION
         )
         document, created = services.document_create(
-            fh=upload, name=upload.name, collection=collection, user=request.user,
+            fh=upload,
+            name=upload.name,
+            collection=collection,
+            user=request.user,
             title=data.validated_data.get("title", ""),
         )
         return Response(

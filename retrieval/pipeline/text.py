@@ -11,7 +11,8 @@ STOP_WORDS = frozenset(
     were what when where which who why will with you your""".split()
 )
 _TOKEN = re.compile(r"\w+", re.UNICODE)
-_SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+|\n{2,}|\n(?=[-*•]\s)")
+_SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+|\s*\n\s*")
+_TERMINAL = ".!?。！？:;)\"'”"
 
 
 def tokenize(text: str) -> list[str]:
@@ -19,21 +20,12 @@ def tokenize(text: str) -> list[str]:
     return [t for t in _TOKEN.findall(text.lower()) if t not in STOP_WORDS]
 
 
-def split_sentences(text: str, *, min_chars: int = 12) -> list[str]:
-    """Split a passage into sentences; fragments shorter than ``min_chars`` join the next one."""
-    pieces = [p.strip() for p in _SENTENCE_END.split(text) if p and p.strip()]
-    sentences: list[str] = []
-    carry = ""
-    for piece in pieces:
-        piece = f"{carry} {piece}".strip() if carry else piece
-        if len(piece) < min_chars:
-            carry = piece
-            continue
-        sentences.append(" ".join(piece.split()))
-        carry = ""
-    if carry:
-        if sentences:
-            sentences[-1] = f"{sentences[-1]} {carry}"
-        else:
-            sentences.append(carry)
-    return sentences
+def split_sentences(text: str) -> list[str]:
+    """Split a passage into sentences and lines (headings, list items), whitespace folded."""
+    return [" ".join(p.split()) for p in _SENTENCE_END.split(text) if p and p.strip()]
+
+
+def is_statement(sentence: str, *, min_words: int = 4) -> bool:
+    """True for a sentence that says something; False for headings and labels ("Refunds")."""
+    stripped = sentence.strip().lstrip("-*•# ").strip()
+    return len(stripped.split()) >= min_words or stripped.endswith(tuple(_TERMINAL))

@@ -32,6 +32,7 @@ class Candidate:
     page: int | None
     heading: str
     scores: dict[str, float] = field(default_factory=dict)
+    embedding: np.ndarray | None = field(default=None, repr=False)  # the stored chunk vector
 
     @property
     def score(self) -> float:

@@ -27,6 +27,8 @@ def reranker() -> Reranker:
         return SentenceReranker(embedder())
     if settings.RAGAPP_RERANKER == "cross_encoder":
         if not settings.RAGAPP_CROSS_ENCODER_PATH:
-            raise ImproperlyConfigured("RAGAPP_RERANKER=cross_encoder needs RAGAPP_CROSS_ENCODER_PATH")
+            raise ImproperlyConfigured(
+                "RAGAPP_RERANKER=cross_encoder needs RAGAPP_CROSS_ENCODER_PATH"
+            )
         return CrossEncoderReranker(settings.RAGAPP_CROSS_ENCODER_PATH)
     raise ImproperlyConfigured(f"unknown RAGAPP_RERANKER {settings.RAGAPP_RERANKER!r}")

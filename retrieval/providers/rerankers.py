@@ -6,7 +6,7 @@ from functools import cached_property
 
 import numpy as np
 
-from retrieval.pipeline.text import split_sentences
+from retrieval.pipeline.text import is_statement, split_sentences
 from retrieval.providers.protocols import Candidate, Embedder
 
 
@@ -20,8 +20,14 @@ class SentenceReranker:
 
     name = "sentence"
 
-    def __init__(self, embedder: Embedder, *, depth: int = 10, max_sentences: int = 12,
-                 sentence_weight: float = 0.6):
+    def __init__(
+        self,
+        embedder: Embedder,
+        *,
+        depth: int = 10,
+        max_sentences: int = 12,
+        sentence_weight: float = 0.6,
+    ):
         self.embedder = embedder
         self.depth = depth
         self.max_sentences = max_sentences
@@ -32,12 +38,23 @@ class SentenceReranker:
         if not head:
             return candidates
         q = self.embedder.embed_query(query)
-        per_candidate = [split_sentences(c.text)[: self.max_sentences] or [c.text] for c in head]
+        per_candidate = [
+            [s for s in split_sentences(c.text) if is_statement(s)][: self.max_sentences]
+            or [c.text]
+            for c in head
+        ]
         flat = [s for sentences in per_candidate for s in sentences]
         sims = self.embedder.embed_sentences(flat) @ q  # type: ignore[attr-defined]
-        passage_sims = self.embedder.embed_sentences([c.text for c in head]) @ q  # type: ignore[attr-defined]
+        passage_sims = [
+            float(c.embedding @ q)
+            if c.embedding is not None
+            else float(self.embedder.embed_query(c.text) @ q)
+            for c in head
+        ]
         start = 0
-        for candidate, sentences, passage_sim in zip(head, per_candidate, passage_sims, strict=True):
+        for candidate, sentences, passage_sim in zip(
+            head, per_candidate, passage_sims, strict=True
+        ):
             best = float(np.max(sims[start : start + len(sentences)]))
             start += len(sentences)
             w = self.sentence_weight
@@ -50,7 +67,7 @@ class SentenceReranker:
 
 
 class CrossEncoderReranker:
-    """A sentence-transformers ``CrossEncoder`` from a local folder (e.g. ms-marco-MiniLM-L-6-v2)."""
+    """A sentence-transformers ``CrossEncoder`` from a local folder, e.g. ms-marco-MiniLM-L-6-v2."""
 
     name = "cross_encoder"
 

@@ -96,6 +96,9 @@ def test_a_user_gets_a_cited_answer_opens_the_source_and_leaves_feedback(
     expect(document_link).to_contain_text(re.compile(r"account", re.IGNORECASE))
     expect(document_link).to_have_attribute("href", re.compile(r"^/documents/[0-9a-f-]{36}/file$"))
     expect(panel.get_by_test_id("citation-text")).to_contain_text("30 minutes")
+    href = document_link.get_attribute("href")
+    assert href is not None
+    assert page.request.get(live_server.url + href).ok, "the cited document's file should open"
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "chat.png"))

@@ -29,14 +29,30 @@ class Command(BaseCommand):
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         children = [
             subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "ragapp", "worker", "--loglevel=INFO",
-                 "--concurrency=1", "--hostname=worker@%h"],
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "ragapp",
+                    "worker",
+                    "--loglevel=INFO",
+                    "--concurrency=1",
+                    "--hostname=worker@%h",
+                ],
                 env=env,
             ),
             subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "ragapp.wsgi", "--config",
-                 str(settings.BASE_DIR / "ragapp" / "gunicorn_conf.py"), "--bind",
-                 f"127.0.0.1:{port}"],
+                [
+                    sys.executable,
+                    "-m",
+                    "gunicorn",
+                    "ragapp.wsgi",
+                    "--config",
+                    str(settings.BASE_DIR / "ragapp" / "gunicorn_conf.py"),
+                    "--bind",
+                    f"127.0.0.1:{port}",
+                ],
                 env=env,
             ),
         ]
@@ -51,9 +67,11 @@ class Command(BaseCommand):
         try:
             if not no_sample:
                 call_command("ingest_sample")
-            self.stdout.write(self.style.SUCCESS(
-                f"ragapp is starting on http://127.0.0.1:{port} (Ctrl-C stops everything)"
-            ))
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"ragapp is starting on http://127.0.0.1:{port} (Ctrl-C stops everything)"
+                )
+            )
             while not stopping:
                 if any(child.poll() is not None for child in children):
                     self.stderr.write("a child process exited; stopping")

@@ -50,11 +50,20 @@ def test_an_answerable_question_gets_a_cited_answer(client_for, alice, sample_kb
     assert first["number"] == 1 and "30 minutes" in first["text"]
     assert first["document"]["title"] and first["url"].endswith("/file")
     assert body["prompt_version"] == "grounded_answer@1"
-    assert body["usage"] == {"calls": 1, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0,
-                             "estimated": False}
+    assert body["usage"] == {
+        "calls": 1,
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "cost_usd": 0.0,
+        "estimated": False,
+    }
     usage = UsageRecord.objects.get()
     assert (usage.provider, usage.model, usage.route, usage.user) == (
-        "extractive", "extractive", "answer", alice)
+        "extractive",
+        "extractive",
+        "answer",
+        alice,
+    )
 
 
 def test_every_answer_sentence_carries_a_citation_marker(client_for, alice, sample_kb):
@@ -84,14 +93,17 @@ def test_with_no_documents_at_all_the_answer_says_so(client_for, alice):
 def test_a_follow_up_joins_the_same_conversation(client_for, alice, sample_kb):
     client = client_for(alice)
     first = ask(client, question=RESET_QUESTION).json()
-    second = ask(client, question="How many recovery codes do I get?",
-                 conversation=first["conversation"]).json()
+    second = ask(
+        client, question="How many recovery codes do I get?", conversation=first["conversation"]
+    ).json()
     assert second["conversation"] == first["conversation"]
     history = client.get(f"/api/v1/conversations/{first['conversation']}").json()
     assert [m["role"] for m in history["messages"]] == ["user", "assistant", "user", "assistant"]
 
 
-def test_another_users_conversation_answers_like_a_missing_one(client_for, alice, mallory, sample_kb):
+def test_another_users_conversation_answers_like_a_missing_one(
+    client_for, alice, mallory, sample_kb
+):
     conversation = ask(client_for(alice), question=RESET_QUESTION).json()["conversation"]
     client = client_for(mallory)
     foreign = client.get(f"/api/v1/conversations/{conversation}")
@@ -104,14 +116,25 @@ def test_another_users_conversation_answers_like_a_missing_one(client_for, alice
 def test_feedback_is_stored_once_per_user_and_answer(client_for, alice, mallory, sample_kb):
     client = client_for(alice)
     message = ask(client, question=RESET_QUESTION).json()["message"]
-    assert client.post("/api/v1/feedback", {"message": message, "rating": -1, "comment": "Too short"},
-                       format="json").status_code == 201
-    assert client.post("/api/v1/feedback", {"message": message, "rating": 1},
-                       format="json").status_code == 201
+    assert (
+        client.post(
+            "/api/v1/feedback",
+            {"message": message, "rating": -1, "comment": "Too short"},
+            format="json",
+        ).status_code
+        == 201
+    )
+    assert (
+        client.post(
+            "/api/v1/feedback", {"message": message, "rating": 1}, format="json"
+        ).status_code
+        == 201
+    )
     feedback = Feedback.objects.get()
     assert (feedback.rating, feedback.user) == (1, alice)
-    outsider = client_for(mallory).post("/api/v1/feedback", {"message": message, "rating": -1},
-                                        format="json")
+    outsider = client_for(mallory).post(
+        "/api/v1/feedback", {"message": message, "rating": -1}, format="json"
+    )
     assert outsider.status_code == 404
 
 
@@ -120,8 +143,15 @@ def openai_chain():  # type: ignore[no-untyped-def]
     """Point the fallback chain at a loopback OpenAI-protocol server, then the extractive model."""
     with FakeOpenAIServer(default=ok()) as server:
         chain = [
-            {"KIND": "openai", "OPTIONS": {"model": "gpt-4o-mini", "base_url": server.url,
-                                           "timeout_s": 2.0, "max_attempts": 2}},
+            {
+                "KIND": "openai",
+                "OPTIONS": {
+                    "model": "gpt-4o-mini",
+                    "base_url": server.url,
+                    "timeout_s": 2.0,
+                    "max_attempts": 2,
+                },
+            },
             {"KIND": "extractive", "OPTIONS": {}},
         ]
         with override_settings(RAG_CHAT_MODELS=chain, OPENAI_BASE_URL=server.url):
@@ -133,8 +163,16 @@ def openai_chain():  # type: ignore[no-untyped-def]
 def test_the_openai_provider_answers_with_citations_and_records_cost(
     client_for, alice, sample_kb, openai_chain
 ):
-    openai_chain.script(ok({"decision": "answer", "confidence": 0.9, "claims": [
-        {"text": "Reset links expire after 30 minutes.", "passages": [1]}]}, usage=(1000, 50)))
+    openai_chain.script(
+        ok(
+            {
+                "decision": "answer",
+                "confidence": 0.9,
+                "claims": [{"text": "Reset links expire after 30 minutes.", "passages": [1]}],
+            },
+            usage=(1000, 50),
+        )
+    )
     body = ask(client_for(alice), question=RESET_QUESTION).json()
     assert body["decision"] == "answered" and body["degraded"] is False
     assert body["answer"] == "Reset links expire after 30 minutes. [1]"
@@ -148,9 +186,18 @@ def test_the_openai_provider_answers_with_citations_and_records_cost(
 def test_claims_citing_unretrieved_passages_never_reach_the_user(
     client_for, alice, sample_kb, openai_chain
 ):
-    openai_chain.script(ok({"decision": "answer", "confidence": 0.9, "claims": [
-        {"text": "Reset links expire after 30 minutes.", "passages": [1]},
-        {"text": "Also, call 555-0100 for a free upgrade.", "passages": [42]}]}))
+    openai_chain.script(
+        ok(
+            {
+                "decision": "answer",
+                "confidence": 0.9,
+                "claims": [
+                    {"text": "Reset links expire after 30 minutes.", "passages": [1]},
+                    {"text": "Also, call 555-0100 for a free upgrade.", "passages": [42]},
+                ],
+            }
+        )
+    )
     body = ask(client_for(alice), question=RESET_QUESTION).json()
     assert "555-0100" not in body["answer"]
     assert GuardrailEvent.objects.filter(rule="invalid_citation", action="removed").count() == 1

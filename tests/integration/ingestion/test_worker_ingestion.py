@@ -50,8 +50,11 @@ def test_identical_content_is_not_ingested_twice(worker, client_for, bob):
     first = upload(client, "a.txt", b"Nimbus Notes keeps your notes in sync across devices.")
     second = upload(client, "renamed.txt", b"Nimbus Notes keeps your notes in sync across devices.")
     assert (first.status_code, second.status_code) == (201, 200)
-    assert second.json() == {"id": first.json()["id"], "status": second.json()["status"],
-                             "duplicate": True}
+    assert second.json() == {
+        "id": first.json()["id"],
+        "status": second.json()["status"],
+        "duplicate": True,
+    }
     assert Document.objects.count() == 1
     assert final_state(client, first.json()["id"])["status"] == "ready"
 
@@ -77,7 +80,9 @@ def test_a_bad_file_ends_failed_with_a_readable_reason(
 
 def test_deleting_a_document_removes_its_chunks_and_file(worker, client_for, bob):
     client = client_for(bob)
-    doc_id = upload(client, "a.md", b"# Sync\n\nOffline changes sync within 60 seconds.").json()["id"]
+    doc_id = upload(client, "a.md", b"# Sync\n\nOffline changes sync within 60 seconds.").json()[
+        "id"
+    ]
     assert final_state(client, doc_id)["status"] == "ready"
     path = Document.objects.get(id=doc_id).file.path
     assert client.delete(f"/api/v1/documents/{doc_id}").status_code == 204

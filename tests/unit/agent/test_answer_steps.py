@@ -11,20 +11,32 @@ from agent.providers.protocols import ChatRequest, Passage
 
 
 def passage(number: int, text: str = "Some text.") -> Passage:
-    return Passage(number=number, chunk_id=100 + number, text=text, title=f"Doc {number}",
-                   page=number, heading="Intro", score=0.5)
+    return Passage(
+        number=number,
+        chunk_id=100 + number,
+        text=text,
+        title=f"Doc {number}",
+        page=number,
+        heading="Intro",
+        score=0.5,
+    )
 
 
 def test_claims_citing_passages_that_were_not_retrieved_are_removed():
-    answer = AnswerOut(decision="answer", confidence=0.9, claims=[
-        ClaimOut(text="Supported.", passages=[1]),
-        ClaimOut(text="Invented.", passages=[7]),
-        ClaimOut(text="Uncited.", passages=[]),
-    ])
+    answer = AnswerOut(
+        decision="answer",
+        confidence=0.9,
+        claims=[
+            ClaimOut(text="Supported.", passages=[1]),
+            ClaimOut(text="Invented.", passages=[7]),
+            ClaimOut(text="Uncited.", passages=[]),
+        ],
+    )
     validated = citations_validate(answer, passage_numbers={1, 2})
     assert [c.text for c in validated.claims] == ["Supported."]
     assert [reason for _, reason in validated.removed] == [
-        "cites unknown passage(s) [7]", "no citation"
+        "cites unknown passage(s) [7]",
+        "no citation",
     ]
 
 
@@ -43,12 +55,23 @@ def test_claims_citing_passages_that_were_not_retrieved_are_removed():
 def test_the_gate_follows_the_thresholds_and_the_model_decision(
     model_decision, confidence, has_claims, expected
 ):
-    assert gate_decide(model_decision=model_decision, confidence=confidence,
-                       has_claims=has_claims, answer_at=0.45, escalate_at=0.3) == expected
+    assert (
+        gate_decide(
+            model_decision=model_decision,
+            confidence=confidence,
+            has_claims=has_claims,
+            answer_at=0.45,
+            escalate_at=0.3,
+        )
+        == expected
+    )
 
 
 def test_citations_are_numbered_by_first_use():
-    claims = [ClaimOut(text="B first.", passages=[3]), ClaimOut(text="Then A and B.", passages=[1, 3])]
+    claims = [
+        ClaimOut(text="B first.", passages=[3]),
+        ClaimOut(text="Then A and B.", passages=[1, 3]),
+    ]
     composed = answer_compose(claims, [passage(1), passage(2), passage(3)])
     assert composed.text == "B first. [1] Then A and B. [2][1]"
     assert [(label, p.number) for label, p in composed.cited] == [(1, 3), (2, 1)]
@@ -74,7 +97,9 @@ def test_passages_are_rendered_as_delimited_data_that_cannot_close_its_own_fence
 
 
 def test_the_rendered_prompt_keeps_rules_in_the_system_message_and_data_in_the_user_message():
-    request = ChatRequest(question="Q?", passages=[passage(1)], prompt=prompt_load("grounded_answer@1"))
+    request = ChatRequest(
+        question="Q?", passages=[passage(1)], prompt=prompt_load("grounded_answer@1")
+    )
     system, user = prompt_render(request)
     assert system["role"] == "system" and "untrusted data" in system["content"]
     assert user["content"].endswith("Question: Q?")

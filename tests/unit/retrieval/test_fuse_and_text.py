@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from retrieval.pipeline.fuse import reciprocal_rank_fusion
-from retrieval.pipeline.text import split_sentences, tokenize
+from retrieval.pipeline.text import is_statement, split_sentences, tokenize
 
 
 def test_an_item_ranked_well_by_both_retrievers_beats_one_ranked_first_by_only_one():
@@ -30,10 +30,19 @@ def test_tokenize_drops_stop_words_and_keeps_non_latin_scripts():
     assert tokenize("비밀번호 재설정") == ["비밀번호", "재설정"]
 
 
-def test_split_sentences_splits_on_sentence_ends_and_joins_short_fragments():
-    text = "Reset links expire after 30 minutes. Yes. Two-factor codes work too!\n\nNew paragraph"
+def test_split_sentences_splits_on_sentence_ends_and_on_lines():
+    text = "Refunds\nReset links expire after 30 minutes. Yes!\n\n- Open the page\nLast line"
     assert split_sentences(text) == [
+        "Refunds",
         "Reset links expire after 30 minutes.",
-        "Yes. Two-factor codes work too!",
-        "New paragraph",
+        "Yes!",
+        "- Open the page",
+        "Last line",
     ]
+
+
+def test_headings_and_labels_are_not_statements():
+    assert not is_statement("Export formats")
+    assert not is_statement("## Refunds")
+    assert is_statement("Yes.")
+    assert is_statement("- Open the sign-in page and choose Forgot password")
