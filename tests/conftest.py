@@ -118,7 +118,8 @@ def celery_worker_process(django_db_setup, django_db_blocker) -> Iterator[subpro
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
         "PYTHONUNBUFFERED": "1",
     }
-    log = open(REPO / ".data" / "test-worker.log", "w")  # noqa: SIM115
+    log_path = settings.DATA_DIR / "test-worker.log"
+    log = open(log_path, "w")  # noqa: SIM115
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -141,9 +142,9 @@ def celery_worker_process(django_db_setup, django_db_blocker) -> Iterator[subpro
         stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 90
-    while "ready." not in (REPO / ".data" / "test-worker.log").read_text():
+    while "ready." not in log_path.read_text():
         if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("the celery worker did not start; see .data/test-worker.log")
+            raise RuntimeError(f"the celery worker did not start; see {log_path}")
         time.sleep(0.3)
     yield proc
     proc.terminate()
