@@ -228,7 +228,10 @@ def partition_pdf_blocks(path: Path) -> tuple[str, list[Block]]:
         # falls back to hi_res layout detection, which is unavailable offline; pdfium still
         # reads such text layers, and finds nothing on a scan, so the outcome stays honest.
         logger.info("unstructured found no PDF text; reading it with pdfium")
-        blocks = _pdfium_page_blocks(path)
+        try:
+            blocks = _pdfium_page_blocks(path)
+        except pypdfium2.PdfiumError as exc:
+            raise ParseError(f"corrupt PDF: {_short(exc)}") from None
     return title, blocks
 
 

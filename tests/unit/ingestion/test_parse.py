@@ -262,7 +262,6 @@ def test_pdf_with_only_an_owner_password_is_read():
 
 
 @needs_messy_docs
-@pytest.mark.slow
 def test_pdf_that_unstructured_judges_too_complex_is_read_with_pdfium():
     document = parse(MESSY_DOCS / "failure-after-repair.pdf")
 
