@@ -613,4 +613,6 @@
   loadConversations();
   if (initial) openConversation(initial);
   ui.input.focus();
+  // Handlers are bound: tests (and anything else driving the page) wait for this mark.
+  document.getElementById("chat").dataset.ready = "true";
 })();

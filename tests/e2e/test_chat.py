@@ -67,6 +67,8 @@ def log_in(page: Page, base_url: str, user: User) -> None:
     page.get_by_test_id("login-password").fill(PASSWORD)
     page.get_by_test_id("login-submit").click()
     expect(page.get_by_test_id("question-input")).to_be_visible()
+    # chat.js is deferred: typing before it binds its handlers would do nothing.
+    expect(page.locator("#chat")).to_have_attribute("data-ready", "true")
 
 
 def ask(page: Page, question: str) -> None:
