@@ -37,4 +37,6 @@ USER ragapp
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD curl -fsS http://127.0.0.1:${PORT}/healthz || exit 1
-CMD ["sh", "-c", "python manage.py migrate --noinput && exec gunicorn ragapp.wsgi --config ragapp/gunicorn_conf.py --bind 0.0.0.0:${PORT}"]
+# Migrations run once, in their own container (the compose file's "migrate" service), never
+# concurrently from every web replica.
+CMD ["sh", "-c", "exec gunicorn ragapp.wsgi --config ragapp/gunicorn_conf.py --bind 0.0.0.0:${PORT}"]

@@ -16,3 +16,11 @@ def post_worker_init(worker) -> None:  # type: ignore[no-untyped-def]
     from retrieval.providers.registry import embedder
 
     embedder().load()  # type: ignore[attr-defined]
+
+
+def child_exit(server, worker) -> None:  # type: ignore[no-untyped-def]
+    # Prometheus multiprocess mode: drop the live gauges of a worker that is gone.
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,7 +27,10 @@ class Command(BaseCommand):
     def handle(self, *args: Any, port: int, no_sample: bool, **options: Any) -> None:
         call_command("migrate", interactive=False, verbosity=0)
         call_command("ensure_admin")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        metrics_dir = settings.DATA_DIR / "prometheus"  # per-process metric files, fresh per run
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir()
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
         children = [
             subprocess.Popen(
                 [
