@@ -158,5 +158,5 @@ def injection_check(text: str) -> InjectionVerdict:
     hits = [(w, name, m.group(0)) for name, w, pattern in _RULES if (m := pattern.search(text))]
     if not hits:
         return InjectionVerdict(0.0, "", "")
-    weight, name, excerpt = max(hits)
+    weight, name, excerpt = max(hits, key=lambda hit: hit[0])  # ties: the rule listed first
     return InjectionVerdict(min(1.0, sum(w for w, _, _ in hits)), name, excerpt[:120])
