@@ -49,3 +49,15 @@ bench: $(STAMP)
 
 clean-data:
 	rm -rf .data
+
+# The golden-set evaluation (docs/evals.md): its own data folder and database; exits non-zero when
+# a score is below evals/thresholds.json. PROMPT=<id>@<version> runs one prompt version,
+# COMPARE=<a>,<b> runs two side by side.
+.PHONY: eval
+eval: $(STAMP)
+	RAGAPP_DATA_DIR=$${RAGAPP_EVAL_DATA_DIR:-$(CURDIR)/.data/eval} RAGAPP_LOG_LEVEL=$${RAGAPP_LOG_LEVEL:-WARNING} $(if $(PROMPT),RAGAPP_PROMPT=$(PROMPT)) \
+		$(PY) manage.py eval --stop-db-server $(if $(PROMPT),--prompt $(PROMPT)) $(if $(COMPARE),--compare $(COMPARE))
+
+.PHONY: bench-answer
+bench-answer: $(STAMP)
+	RAGAPP_DATA_DIR=$${RAGAPP_BENCH_DATA_DIR:-$(CURDIR)/.data/bench-answer} $(PY) bench/answer_bench.py

@@ -4,7 +4,18 @@ from django.contrib import admin
 from django.db.models import Count, Sum
 from django.http import HttpRequest
 
-from agent.models import Conversation, Feedback, GuardrailEvent, Message, UsageRecord
+from agent import selectors
+from agent.models import (
+    AnswerCache,
+    CircuitBreaker,
+    Conversation,
+    EscalatedMessage,
+    Feedback,
+    GuardrailEvent,
+    Message,
+    UsageRecord,
+)
+from agent.services.breaker import breaker_states
 
 
 class MessageInline(admin.TabularInline):
@@ -59,12 +70,25 @@ class MessageAdmin(admin.ModelAdmin):
         "decision",
         "confidence",
         "provider",
+        "model",
+        "route",
+        "cache",
         "prompt_version",
         "degraded",
+        "partial",
         "latency_ms",
         "created_at",
     ]
-    list_filter = ["role", "decision", "degraded", "provider", "prompt_version"]
+    list_filter = [
+        "role",
+        "decision",
+        "degraded",
+        "partial",
+        "route",
+        "cache",
+        "provider",
+        "prompt_version",
+    ]
     search_fields = ["text"]
     readonly_fields = [f.name for f in Message._meta.fields]
 
@@ -99,8 +123,16 @@ class UsageRecordAdmin(admin.ModelAdmin):
         "user",
         "conversation",
     ]
-    list_filter = ["provider", "model", "route", "succeeded", "created_at"]
+    list_filter = ["provider", "model", "route", "succeeded", "tokens_estimated", "created_at"]
     readonly_fields = [f.name for f in UsageRecord._meta.fields]
+    date_hierarchy = "created_at"
+
+    def changelist_view(self, request: HttpRequest, extra_context=None):  # type: ignore[no-untyped-def]
+        """Above the list: cost rolled up per day, route, model and user."""
+        rollups = {
+            by: selectors.usage_rollup(by=by)[:10] for by in ("day", "route", "model", "user")
+        }
+        return super().changelist_view(request, {**(extra_context or {}), "rollups": rollups})
 
 
 @admin.register(GuardrailEvent)
@@ -109,3 +141,68 @@ class GuardrailEventAdmin(admin.ModelAdmin):
     list_filter = ["stage", "rule", "action", "created_at"]
     search_fields = ["excerpt"]
     readonly_fields = [f.name for f in GuardrailEvent._meta.fields]
+
+
+@admin.register(EscalatedMessage)
+class ReviewQueueAdmin(MessageAdmin):
+    """Answers the gate handed to a person, newest first."""
+
+    list_display = ["short_text", "question", "confidence", "provider", "degraded", "created_at"]
+    list_filter = ["degraded", "provider", "created_at"]
+
+    def get_queryset(self, request: HttpRequest):  # type: ignore[no-untyped-def]
+        return (
+            super()
+            .get_queryset(request)
+            .filter(role=Message.Role.ASSISTANT, decision=Message.Decision.ESCALATED)
+            .order_by("-created_at")
+        )
+
+    @admin.display(description="question")
+    def question(self, obj: Message) -> str:
+        asked = (
+            Message.objects.filter(
+                conversation_id=obj.conversation_id, role=Message.Role.USER, id__lt=obj.id
+            )
+            .order_by("-id")
+            .values_list("text", flat=True)
+            .first()
+        )
+        return (asked or "")[:80]
+
+
+@admin.register(CircuitBreaker)
+class CircuitBreakerAdmin(admin.ModelAdmin):
+    """Shared breaker state per provider/model (live state from the store, incl. Redis)."""
+
+    list_display = [
+        "key",
+        "live_state",
+        "state",
+        "failures",
+        "open_until",
+        "last_error",
+        "updated_at",
+    ]
+    readonly_fields = [f.name for f in CircuitBreaker._meta.fields]
+    actions = ["reset"]
+
+    @admin.display(description="live state")
+    def live_state(self, obj: CircuitBreaker) -> str:
+        return str(breaker_states().get(obj.key, {}).get("state", obj.state))
+
+    @admin.action(description="Close the selected breakers (allow calls again)")
+    def reset(self, request: HttpRequest, queryset) -> None:  # type: ignore[no-untyped-def]
+        from agent.services.breaker import breaker_store
+
+        for breaker in queryset:
+            breaker_store().record_success(breaker.key)
+
+
+@admin.register(AnswerCache)
+class AnswerCacheAdmin(admin.ModelAdmin):
+    list_display = ["question", "scope", "prompt_version", "context", "hits", "created_at"]
+    list_filter = ["scope", "prompt_version", "created_at"]
+    search_fields = ["question"]
+    readonly_fields = [f.name for f in AnswerCache._meta.fields if f.name != "embedding"]
+    exclude = ["embedding"]

@@ -13,10 +13,13 @@ def chat_model_settings(app_configs: Any, **kwargs: Any) -> list[Error]:
     from agent.providers.registry import CHAT_MODEL_KINDS
 
     errors = []
-    for i, entry in enumerate(settings.RAG_CHAT_MODELS):
+    chains = {"RAG_CHAT_MODELS": settings.RAG_CHAT_MODELS}
+    chains |= {f"RAG_CHAT_ROUTES[{r!r}]": c for r, c in settings.RAG_CHAT_ROUTES.items()}
+    entries = [(f"{name}[{i}]", e) for name, chain in chains.items() for i, e in enumerate(chain)]
+    for where, entry in entries:
         kind = entry.get("KIND")
         if kind not in CHAT_MODEL_KINDS:
-            errors.append(Error(f"RAG_CHAT_MODELS[{i}] has unknown KIND {kind!r}", id="agent.E001"))
+            errors.append(Error(f"{where} has unknown KIND {kind!r}", id="agent.E001"))
         if kind == "openai" and not (settings.OPENAI_API_KEY or settings.OPENAI_BASE_URL):
             errors.append(
                 Error(

@@ -4,6 +4,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from pgvector.django import VectorField
 
 
 class Conversation(models.Model):
@@ -48,6 +49,11 @@ class Message(models.Model):
     model = models.CharField(max_length=100, blank=True)
     degraded = models.BooleanField(default=False)
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    route = models.CharField(max_length=20, blank=True, help_text="the router's choice")
+    cache = models.CharField(max_length=10, blank=True, help_text="exact, semantic or empty")
+    partial = models.BooleanField(default=False, help_text="the stream was cut mid-answer")
+    # Why the answer is what it is: route reason, rewrite, removed claims, support scores, timings.
+    trace = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -129,3 +135,76 @@ class GuardrailEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.stage}/{self.rule}: {self.action}"
+
+
+class EscalatedMessage(Message):
+    """The review queue: answers the gate handed to a person."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "escalated answer"
+        verbose_name_plural = "review queue"
+
+
+class CircuitBreaker(models.Model):
+    """Shared breaker state of one provider/model (the Redis store mirrors transitions here)."""
+
+    class State(models.TextChoices):
+        CLOSED = "closed"
+        OPEN = "open"
+        HALF_OPEN = "half_open"
+
+    key = models.CharField(max_length=200, unique=True, help_text="provider/model")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.CLOSED)
+    failures = models.PositiveIntegerField(default=0, help_text="failed turns in a row")
+    open_until = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=50, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["key"]
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.state}"
+
+
+class AnswerCache(models.Model):
+    """An answered question, reusable while the documents and prompt stay the same."""
+
+    key = models.CharField(max_length=64, unique=True, help_text="sha256 of the exact-match key")
+    scope = models.CharField(max_length=200, help_text="collections searched, e.g. all or 1,3")
+    index_version = models.CharField(max_length=64)
+    prompt_version = models.CharField(max_length=120)
+    context = models.CharField(max_length=64, blank=True, help_text="empty for a first turn")
+    question = models.TextField(help_text="normalised")
+    embedding = VectorField(dimensions=settings.RAGAPP_EMBEDDING_DIM, null=True, blank=True)
+    # {"text", "decision", "confidence", "citations", "provider", "model", "cost_usd", ...}
+    payload = models.JSONField()
+    hits = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["scope", "index_version", "prompt_version"])]
+
+    def __str__(self) -> str:
+        return self.question[:60]
+
+
+class IdempotencyKey(models.Model):
+    """A client's ``Idempotency-Key`` for /ask: a repeat returns the stored answer."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    key = models.CharField(max_length=200)
+    request_hash = models.CharField(max_length=64)
+    message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.CASCADE)
+    usage = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "key"], name="idempotency_key_unique")
+        ]
+
+    def __str__(self) -> str:
+        return self.key

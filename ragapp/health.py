@@ -49,13 +49,26 @@ def _embedder() -> dict:  # type: ignore[type-arg]
     return {"model": emb.name}
 
 
+def _chat_models() -> dict:  # type: ignore[type-arg]
+    """Circuit breakers of the chat models. An open one does not make the app unready: the
+    fallback chain still answers (marked degraded)."""
+    from agent.services.breaker import breaker_states
+
+    states = breaker_states()
+    return {
+        "breakers": states,
+        "open": sorted(k for k, v in states.items() if v["state"] != "closed"),
+    }
+
+
 def readyz(request: HttpRequest) -> JsonResponse:
     checks = {
         "database": _check(_database),
         "broker": _check(_broker),
         "embedder": _check(_embedder),
+        "chat_models": _check(_chat_models),
     }
-    ready = all(c["ok"] for c in checks.values())
+    ready = all(c["ok"] for name, c in checks.items() if name != "chat_models")
     body = {
         "status": "ready" if ready else "not ready",
         "checks": checks,

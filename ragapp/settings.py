@@ -207,25 +207,82 @@ OPENAI_BASE_URL = env_str("OPENAI_BASE_URL")
 RAGAPP_OPENAI_MODEL = env_str("RAGAPP_OPENAI_MODEL", "gpt-4o-mini")
 RAGAPP_OPENAI_TIMEOUT_S = env_float("RAGAPP_OPENAI_TIMEOUT_S", 30.0)
 RAGAPP_OPENAI_MAX_ATTEMPTS = env_int("RAGAPP_OPENAI_MAX_ATTEMPTS", 3)
-# The chain tried in order; the extractive answerer (no LLM) is always last.
+RAGAPP_OPENAI_CONNECT_TIMEOUT_S = env_float("RAGAPP_OPENAI_CONNECT_TIMEOUT_S", 5.0)
+RAGAPP_OPENAI_FIRST_TOKEN_TIMEOUT_S = env_float("RAGAPP_OPENAI_FIRST_TOKEN_TIMEOUT_S", 20.0)
+RAGAPP_OPENAI_IDLE_TIMEOUT_S = env_float("RAGAPP_OPENAI_IDLE_TIMEOUT_S", 10.0)
+# Optional: a cheaper model tried after RAGAPP_OPENAI_MODEL fails, and the model easy questions
+# are routed to (both empty by default).
+RAGAPP_OPENAI_FALLBACK_MODEL = env_str("RAGAPP_OPENAI_FALLBACK_MODEL")
+RAGAPP_OPENAI_EASY_MODEL = env_str("RAGAPP_OPENAI_EASY_MODEL")
+
+
+def _openai_entry(model: str) -> dict:  # type: ignore[type-arg]
+    return {
+        "KIND": "openai",
+        "OPTIONS": {
+            "model": model,
+            "base_url": OPENAI_BASE_URL or None,
+            "timeout_s": RAGAPP_OPENAI_TIMEOUT_S,
+            "max_attempts": RAGAPP_OPENAI_MAX_ATTEMPTS,
+            "connect_timeout_s": RAGAPP_OPENAI_CONNECT_TIMEOUT_S,
+            "first_token_timeout_s": RAGAPP_OPENAI_FIRST_TOKEN_TIMEOUT_S,
+            "idle_timeout_s": RAGAPP_OPENAI_IDLE_TIMEOUT_S,
+        },
+    }
+
+
+# The chain tried in order: primary -> cheaper -> the extractive answerer (no LLM), always last;
+# when every model fails the user is told a person will follow up.
+_openai_models = [m for m in (RAGAPP_OPENAI_MODEL, RAGAPP_OPENAI_FALLBACK_MODEL) if m]
 _openai_chain = (
-    [
-        {
-            "KIND": "openai",
-            "OPTIONS": {
-                "model": RAGAPP_OPENAI_MODEL,
-                "base_url": OPENAI_BASE_URL or None,
-                "timeout_s": RAGAPP_OPENAI_TIMEOUT_S,
-                "max_attempts": RAGAPP_OPENAI_MAX_ATTEMPTS,
-            },
-        }
-    ]
-    if (OPENAI_API_KEY or OPENAI_BASE_URL)
-    else []
+    [_openai_entry(m) for m in _openai_models] if (OPENAI_API_KEY or OPENAI_BASE_URL) else []
 )
 RAG_CHAT_MODELS = env_json(
     "RAGAPP_CHAT_MODELS", _openai_chain + [{"KIND": "extractive", "OPTIONS": {}}]
 )
+# Chains for other routes (the router sends easy questions to "easy"); a missing route uses
+# RAG_CHAT_MODELS. Same shape as RAG_CHAT_MODELS, e.g. {"easy": [{"KIND": "openai", ...}, ...]}.
+RAG_CHAT_ROUTES = env_json(
+    "RAGAPP_CHAT_ROUTES",
+    {"easy": [_openai_entry(RAGAPP_OPENAI_EASY_MODEL), {"KIND": "extractive", "OPTIONS": {}}]}
+    if (RAGAPP_OPENAI_EASY_MODEL and _openai_chain)
+    else {},
+)
+# Router: a question is "hard" past this many words, this many earlier turns, or when this many
+# passages from different documents are needed; otherwise "easy".
+RAGAPP_ROUTE_HARD_WORDS = env_int("RAGAPP_ROUTE_HARD_WORDS", 25)
+RAGAPP_ROUTE_HARD_DEPTH = env_int("RAGAPP_ROUTE_HARD_DEPTH", 4)
+RAGAPP_ROUTE_HARD_DOCUMENTS = env_int("RAGAPP_ROUTE_HARD_DOCUMENTS", 3)
+# Citation support: a claim is kept only when a cited passage scores at least this (0-1): the mean
+# of the best claim/sentence embedding similarity and the share of the claim's content words the
+# passage contains. A claim whose numbers are absent from its passages is never supported.
+RAGAPP_SUPPORT_MIN = env_float("RAGAPP_SUPPORT_MIN", 0.5)
+# More than this share of claims removed as unsupported -> the answer is escalated, not shown.
+RAGAPP_SUPPORT_MAX_REMOVED = env_float("RAGAPP_SUPPORT_MAX_REMOVED", 0.5)
+# Per turn, across the whole fallback chain: at most this many provider calls and seconds.
+RAGAPP_TURN_MAX_ATTEMPTS = env_int("RAGAPP_TURN_MAX_ATTEMPTS", 6)
+RAGAPP_TURN_TIMEOUT_S = env_float("RAGAPP_TURN_TIMEOUT_S", 60.0)
+# Circuit breaker per provider/model: open after this many failed turns in a row, for this long;
+# then one trial call decides. Shared through Redis when RAGAPP_REDIS_URL is set, else the database.
+RAGAPP_BREAKER_FAILURES = env_int("RAGAPP_BREAKER_FAILURES", 5)
+RAGAPP_BREAKER_COOLDOWN_S = env_float("RAGAPP_BREAKER_COOLDOWN_S", 30.0)
+RAGAPP_REDIS_URL = env_str("RAGAPP_REDIS_URL")
+# Budgets (0 = no limit). Over budget -> no provider call, HTTP 429 quota_exceeded.
+RAGAPP_BUDGET_CONVERSATION_TOKENS = env_int("RAGAPP_BUDGET_CONVERSATION_TOKENS", 0)
+RAGAPP_BUDGET_CONVERSATION_USD = env_float("RAGAPP_BUDGET_CONVERSATION_USD", 0.0)
+RAGAPP_BUDGET_USER_DAY_TOKENS = env_int("RAGAPP_BUDGET_USER_DAY_TOKENS", 0)
+RAGAPP_BUDGET_USER_DAY_USD = env_float("RAGAPP_BUDGET_USER_DAY_USD", 0.0)
+# Answer caches, keyed by collection scope, document-index version and prompt version.
+RAGAPP_CACHE_EXACT = env_bool("RAGAPP_CACHE_EXACT", True)
+RAGAPP_CACHE_SEMANTIC = env_bool("RAGAPP_CACHE_SEMANTIC", True)
+RAGAPP_CACHE_SEMANTIC_MIN = env_float("RAGAPP_CACHE_SEMANTIC_MIN", 0.95)  # cosine similarity
+RAGAPP_CACHE_TTL_S = env_int("RAGAPP_CACHE_TTL_S", 7 * 24 * 3600)
+# Context budget: prompt + passages + history must leave RESERVE tokens of the window for the
+# answer. Counted with the embedder's tokenizer ("embedder") or len/4 ("chars").
+RAGAPP_CONTEXT_WINDOW_TOKENS = env_int("RAGAPP_CONTEXT_WINDOW_TOKENS", 16_000)
+RAGAPP_CONTEXT_RESERVE_TOKENS = env_int("RAGAPP_CONTEXT_RESERVE_TOKENS", 1_024)
+RAGAPP_CONTEXT_TOKENIZER = env_str("RAGAPP_CONTEXT_TOKENIZER", "embedder")
+RAGAPP_HISTORY_VERBATIM_TURNS = env_int("RAGAPP_HISTORY_VERBATIM_TURNS", 4)
 # USD per 1M tokens (input, output). Unknown models are recorded with cost 0 and a warning.
 RAG_PRICES = env_json(
     "RAGAPP_PRICES",

@@ -13,4 +13,5 @@ urlpatterns = [
         name="api-conversation",
     ),
     path("feedback", views.FeedbackCreateApi.as_view(), name="api-feedback"),
+    path("usage", views.UsageRollupApi.as_view(), name="api-usage"),
 ]

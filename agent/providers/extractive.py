@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import numpy as np
 
 from agent.pipeline.schema import AnswerOut, ClaimOut
-from agent.providers.protocols import Attempt, ChatRequest, ChatResult, Usage
+from agent.providers.protocols import (
+    Attempt,
+    ChatRequest,
+    ChatResult,
+    StreamEvent,
+    StreamHead,
+    Usage,
+)
 from retrieval.pipeline.text import is_statement, split_sentences, tokenize
 from retrieval.providers.registry import embedder
 
@@ -22,6 +30,7 @@ class ExtractiveChatModel:
 
     provider = "extractive"
     model = "extractive"
+    local = True  # no network, no cost: exempt from the turn's attempt cap and circuit breakers
 
     def __init__(
         self,
@@ -78,3 +87,10 @@ class ExtractiveChatModel:
         return ChatResult(
             answer=answer, provider=self.provider, model=self.model, attempts=[attempt]
         )
+
+    def stream(self, request: ChatRequest) -> Iterator[StreamEvent]:
+        """Fast enough not to need real streaming: the whole result, as events."""
+        result = self.generate(request)
+        yield StreamHead(decision=result.answer.decision, confidence=result.answer.confidence)
+        yield from result.answer.claims
+        yield result

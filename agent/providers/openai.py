@@ -6,11 +6,16 @@ failures itself, so every call is visible as an ``Attempt`` and retries never mu
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import queue
 import random
+import re
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -20,8 +25,15 @@ import openai
 from pydantic import BaseModel, ValidationError
 
 from agent.pipeline.prompt import prompt_render
-from agent.pipeline.schema import AnswerOut
-from agent.providers.protocols import Attempt, ChatRequest, ChatResult, Usage
+from agent.pipeline.schema import AnswerOut, ClaimOut
+from agent.providers.protocols import (
+    Attempt,
+    ChatRequest,
+    ChatResult,
+    StreamEvent,
+    StreamHead,
+    Usage,
+)
 from ragapp.errors import ProviderError
 
 if TYPE_CHECKING:
@@ -101,6 +113,123 @@ class _BadReply(Exception):
         self.content = content
 
 
+@dataclass(frozen=True)
+class _Limits:
+    """The turn's limits as this model sees them: calls allowed and a monotonic deadline."""
+
+    cap: int
+    deadline: float = 0.0
+
+    def left_s(self) -> float | None:
+        return None if not self.deadline else self.deadline - time.monotonic()
+
+    def clip(self, seconds: float) -> float:
+        left = self.left_s()
+        return seconds if left is None else max(0.0, min(seconds, left))
+
+
+class _StreamFailure(Exception):
+    def __init__(self, code: str, permanent: bool = False, retry_after_s: float | None = None):
+        super().__init__(code)
+        self.code = code
+        self.permanent = permanent
+        self.retry_after_s = retry_after_s
+
+
+def _stream_failure(exc: BaseException) -> _StreamFailure:
+    if isinstance(exc, openai.APIError):
+        failure = _classify(exc)
+        return _StreamFailure(failure.code, failure.permanent, failure.retry_after_s)
+    if isinstance(exc, httpx.TimeoutException):
+        return _StreamFailure("timeout")
+    if isinstance(exc, httpx.HTTPError):  # the body broke off: RemoteProtocolError, ReadError
+        return _StreamFailure("connection")
+    return _StreamFailure("bad_response", permanent=True)
+
+
+_END = object()
+
+
+class _StreamReply:
+    """What the chunks of one streamed reply add up to."""
+
+    def __init__(self) -> None:
+        self.content = ""
+        self.refusal = ""
+        self.finish_reason: str | None = None
+        self.reported: Usage | None = None
+
+    def add(self, chunk: Any) -> list[str]:
+        """Fold one chunk in; returns the new content pieces."""
+        if getattr(chunk, "usage", None) is not None:
+            self.reported = Usage(
+                input_tokens=chunk.usage.prompt_tokens or 0,
+                output_tokens=chunk.usage.completion_tokens or 0,
+            )
+        pieces = []
+        for choice in chunk.choices or []:
+            delta = choice.delta
+            if getattr(delta, "refusal", None):
+                self.refusal += delta.refusal
+            if delta.content:
+                self.content += delta.content
+                pieces.append(delta.content)
+            if choice.finish_reason:
+                self.finish_reason = choice.finish_reason
+        return pieces
+
+    def usage(self, messages: list[dict[str, str]]) -> Usage:
+        if self.reported is not None:
+            return self.reported
+        return Usage(
+            input_tokens=estimate_tokens("".join(m["content"] for m in messages)),
+            output_tokens=estimate_tokens(self.content),
+            estimated=True,
+        )
+
+
+_DECISION = re.compile(r'"decision"\s*:\s*"(\w+)"')
+_CONFIDENCE = re.compile(r'"confidence"\s*:\s*(-?[0-9.eE+-]+)\s*[,}]')
+_CLAIMS = re.compile(r'"claims"\s*:\s*\[')
+
+
+class _ClaimScanner:
+    """Finds the head and each complete claim object in a JSON answer arriving in pieces."""
+
+    def __init__(self) -> None:
+        self.buffer = ""
+        self.head_sent = False
+        self.position: int | None = None  # just after the last complete claim
+        self.decoder = json.JSONDecoder()
+
+    def feed(self, piece: str) -> Iterator[StreamHead | ClaimOut]:
+        self.buffer += piece
+        if not self.head_sent:
+            decision, confidence = _DECISION.search(self.buffer), _CONFIDENCE.search(self.buffer)
+            if decision and confidence:
+                self.head_sent = True
+                yield StreamHead(decision.group(1), float(confidence.group(1)))
+        if self.position is None:
+            found = _CLAIMS.search(self.buffer)
+            if found is None:
+                return
+            self.position = found.end()
+        while True:
+            rest = self.buffer[self.position :]
+            start = len(rest) - len(rest.lstrip(" \n\r\t,"))
+            if not rest[start:] or rest[start] == "]":
+                return
+            try:
+                value, end = self.decoder.raw_decode(rest, start)
+            except json.JSONDecodeError:
+                return  # not complete yet
+            self.position += end
+            try:
+                yield ClaimOut.model_validate(value)
+            except ValidationError:
+                continue  # the final parse reports it
+
+
 class OpenAIChatModel:
     """A ``ChatModel`` over the chat-completions API with strict JSON-schema output.
 
@@ -120,6 +249,8 @@ class OpenAIChatModel:
         max_attempts: int = 3,
         api_key: str | None = None,
         connect_timeout_s: float = 5.0,
+        first_token_timeout_s: float = 20.0,
+        idle_timeout_s: float = 10.0,
         backoff_base_s: float = 0.5,
         max_backoff_s: float = 8.0,
     ) -> None:
@@ -130,6 +261,8 @@ class OpenAIChatModel:
         self.timeout_s = timeout_s
         self.max_attempts = max_attempts
         self.connect_timeout_s = connect_timeout_s
+        self.first_token_timeout_s = first_token_timeout_s
+        self.idle_timeout_s = idle_timeout_s
         self.backoff_base_s = backoff_base_s
         self.max_backoff_s = max_backoff_s
         self._api_key = api_key
@@ -168,13 +301,16 @@ class OpenAIChatModel:
         attempts: list[Attempt] = []
         key = request.idempotency_key or uuid.uuid4().hex
         messages = prompt_render(request)
+        limits = self._limits(request)
         try:
             try:
-                answer = self._ask(messages, key, attempts)
+                answer = self._ask(messages, key, attempts, limits)
             except _BadReply as bad:
                 if bad.code != "malformed_json":
                     raise
-                answer = self._ask(_repair_messages(messages, bad), f"{key}-repair", attempts)
+                answer = self._ask(
+                    _repair_messages(messages, bad), f"{key}-repair", attempts, limits
+                )
         except _BadReply as bad:
             raise ProviderError(
                 f"{self.model} gave an unusable reply: {bad.code}",
@@ -189,9 +325,27 @@ class OpenAIChatModel:
             answer=answer, provider=self.provider, model=self.model, attempts=attempts
         )
 
-    def _ask(self, messages: list[dict[str, str]], key: str, attempts: list[Attempt]) -> AnswerOut:
+    def _limits(self, request: ChatRequest) -> _Limits:
+        cap = self.max_attempts
+        if request.max_attempts:
+            cap = max(1, min(cap, request.max_attempts))
+        return _Limits(cap=cap, deadline=request.deadline)
+
+    def _timeout(self, limits: _Limits, read_s: float) -> httpx.Timeout:
+        """Per-call timeouts, never past the turn's deadline."""
+        left = limits.left_s()
+        if left is not None and left <= 0:
+            raise ProviderError(
+                f"{self.model}: turn deadline passed", permanent=False, code="deadline"
+            )
+        cap = left if left is not None else read_s
+        return httpx.Timeout(min(read_s, cap), connect=min(self.connect_timeout_s, read_s, cap))
+
+    def _ask(
+        self, messages: list[dict[str, str]], key: str, attempts: list[Attempt], limits: _Limits
+    ) -> AnswerOut:
         """One logical request: the HTTP call with retries, then the reply checked and parsed."""
-        completion, latency_ms = self._complete(messages, key, attempts)
+        completion, latency_ms = self._complete(messages, key, attempts, limits)
         usage = _usage(completion, messages)
         try:
             answer = _answer_parse(completion)
@@ -202,9 +356,10 @@ class OpenAIChatModel:
         return answer
 
     def _complete(
-        self, messages: list[dict[str, str]], key: str, attempts: list[Attempt]
+        self, messages: list[dict[str, str]], key: str, attempts: list[Attempt], limits: _Limits
     ) -> tuple[ChatCompletion, int]:
-        for number in range(1, self.max_attempts + 1):
+        for number in range(1, limits.cap + 1):
+            timeout = self._timeout(limits, self.timeout_s)
             started = time.monotonic()
             try:
                 completion = self._client.chat.completions.create(
@@ -213,14 +368,15 @@ class OpenAIChatModel:
                     response_format=RESPONSE_FORMAT,  # type: ignore[arg-type]
                     temperature=0,
                     extra_headers={"Idempotency-Key": key},
+                    timeout=timeout,
                 )
                 return completion, _ms_since(started)
             except openai.APIError as exc:
                 failure = _classify(exc)
                 attempts.append(self._attempt(_ms_since(started), Usage(), failure.code))
-                if failure.permanent or number == self.max_attempts:
+                if failure.permanent or number == limits.cap:
                     raise self._give_up(failure, number) from exc
-                wait_s = self._wait_s(number, failure.retry_after_s)
+                wait_s = limits.clip(self._wait_s(number, failure.retry_after_s))
                 logger.warning(
                     "openai call failed, retrying",
                     extra={
@@ -233,6 +389,142 @@ class OpenAIChatModel:
                 )
                 time.sleep(wait_s)
         raise AssertionError("unreachable: the loop returns or raises")
+
+    # --- streaming ------------------------------------------------------------------------------
+
+    def stream(self, request: ChatRequest) -> Iterator[StreamEvent]:
+        """Stream the reply: the head, then each claim as soon as its JSON object is complete.
+
+        Failures before the first claim are retried like ``generate`` (and a malformed reply is
+        repaired without streaming); after it, ``ProviderError(code="stream_cut")`` is raised and
+        the caller keeps what it showed. Timeouts: connect, first token, idle gap, turn deadline.
+        """
+        attempts: list[Attempt] = []
+        key = request.idempotency_key or uuid.uuid4().hex
+        messages = prompt_render(request)
+        limits = self._limits(request)
+        shown = 0
+        for number in range(1, limits.cap + 1):
+            reply = _StreamReply()
+            started = time.monotonic()
+            try:
+                for event in self._stream_once(messages, key, limits, reply):
+                    shown += isinstance(event, ClaimOut)
+                    yield event
+                answer = _content_parse(reply.finish_reason, reply.content, reply.refusal)
+            except ProviderError as error:  # the turn's deadline passed before this call
+                error.extra["attempts"] = attempts
+                raise
+            except (_StreamFailure, _BadReply) as failure:
+                usage = reply.usage(messages) if reply.content else Usage()
+                attempts.append(self._attempt(_ms_since(started), usage, failure.code))
+                if shown:
+                    raise ProviderError(
+                        f"{self.model}: the stream broke after {shown} claim(s): {failure.code}",
+                        permanent=False,
+                        code="stream_cut",
+                        extra={"attempts": attempts, "cause": failure.code},
+                    ) from failure
+                if isinstance(failure, _BadReply):
+                    yield self._stream_repair(request, messages, key, failure, attempts, limits)
+                    return
+                if failure.permanent or number == limits.cap:
+                    error = self._give_up(_Failure(failure.code, failure.permanent), number)
+                    error.extra["attempts"] = attempts
+                    raise error from failure
+                time.sleep(limits.clip(self._wait_s(number, failure.retry_after_s)))
+                continue
+            attempts.append(self._attempt(_ms_since(started), reply.usage(messages)))
+            yield ChatResult(
+                answer=answer, provider=self.provider, model=self.model, attempts=attempts
+            )
+            return
+
+    def _stream_repair(
+        self,
+        request: ChatRequest,
+        messages: list[dict[str, str]],
+        key: str,
+        bad: _BadReply,
+        attempts: list[Attempt],
+        limits: _Limits,
+    ) -> ChatResult:
+        if bad.code != "malformed_json":
+            raise ProviderError(
+                f"{self.model} gave an unusable reply: {bad.code}",
+                permanent=bad.code in PERMANENT_REPLY_CODES,
+                code=bad.code,
+                extra={"attempts": attempts},
+            ) from bad
+        try:
+            answer = self._ask(_repair_messages(messages, bad), f"{key}-repair", attempts, limits)
+        except _BadReply as again:
+            raise ProviderError(
+                f"{self.model} gave an unusable reply: {again.code}",
+                permanent=again.code in PERMANENT_REPLY_CODES,
+                code=again.code,
+                extra={"attempts": attempts},
+            ) from again
+        except ProviderError as error:
+            error.extra["attempts"] = attempts
+            raise
+        return ChatResult(
+            answer=answer, provider=self.provider, model=self.model, attempts=attempts
+        )
+
+    def _stream_once(
+        self, messages: list[dict[str, str]], key: str, limits: _Limits, reply: _StreamReply
+    ) -> Iterator[StreamHead | ClaimOut]:
+        """One streamed HTTP call. A reader thread feeds a queue so the first-token and idle
+        timeouts are exact whatever the socket does; on a timeout the response is closed."""
+        read_s = max(self.first_token_timeout_s, self.idle_timeout_s) + 1.0  # a safety net only
+        timeout = self._timeout(limits, read_s)
+        items: queue.Queue[Any] = queue.Queue()
+        opened: list[Any] = []
+
+        def pump() -> None:
+            try:
+                stream = self._client.chat.completions.create(
+                    model=self.model,
+                    messages=messages,  # type: ignore[arg-type]
+                    response_format=RESPONSE_FORMAT,  # type: ignore[arg-type]
+                    temperature=0,
+                    stream=True,
+                    stream_options={"include_usage": True},
+                    extra_headers={"Idempotency-Key": key},
+                    timeout=timeout,
+                )
+                opened.append(stream)
+                for chunk in stream:
+                    items.put(chunk)
+                items.put(_END)
+            except BaseException as exc:  # noqa: BLE001 - handed to the consuming thread
+                items.put(exc)
+
+        threading.Thread(target=pump, daemon=True, name=f"stream-{key}").start()
+        first_by = time.monotonic() + self.first_token_timeout_s
+        scanner = _ClaimScanner()
+        try:
+            while True:
+                waiting_first = not reply.content and not reply.refusal
+                wait_s = (first_by - time.monotonic()) if waiting_first else self.idle_timeout_s
+                wait_s = limits.clip(wait_s)
+                try:
+                    item = items.get(timeout=max(wait_s, 0.0))
+                except queue.Empty:
+                    if limits.left_s() is not None and limits.left_s() <= 0:  # type: ignore[operator]
+                        raise _StreamFailure("deadline") from None
+                    code = "first_token_timeout" if waiting_first else "idle_timeout"
+                    raise _StreamFailure(code) from None
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise _stream_failure(item) from item
+                for piece in reply.add(item):
+                    yield from scanner.feed(piece)
+        finally:
+            for stream in opened:
+                stream.close()
 
     def _wait_s(self, number: int, retry_after_s: float | None) -> float:
         """Seconds before attempt ``number + 1``: the server's Retry-After, else full jitter."""
@@ -286,11 +578,16 @@ def _answer_parse(completion: ChatCompletion) -> AnswerOut:
     if not completion.choices:
         raise _BadReply("empty", "the reply has no choices")
     choice = completion.choices[0]
-    if choice.message.refusal:
-        raise _BadReply("refusal", choice.message.refusal)
-    if choice.finish_reason == "length":
-        raise _BadReply("truncated", "the reply hit the token limit", choice.message.content or "")
-    content = choice.message.content
+    return _content_parse(choice.finish_reason, choice.message.content, choice.message.refusal)
+
+
+def _content_parse(
+    finish_reason: str | None, content: str | None, refusal: str | None
+) -> AnswerOut:
+    if refusal:
+        raise _BadReply("refusal", refusal)
+    if finish_reason == "length":
+        raise _BadReply("truncated", "the reply hit the token limit", content or "")
     if not content or not content.strip():
         raise _BadReply("empty", "the reply has no content")
     try:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from agent.pipeline.schema import AnswerOut
+from agent.pipeline.schema import AnswerOut, ClaimOut
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,10 @@ class ChatRequest:
     prompt: Prompt
     history: list[Turn] = field(default_factory=list)
     idempotency_key: str = ""
+    # The turn's limits across the whole fallback chain: a ``time.monotonic()`` deadline and the
+    # provider calls still allowed (0: no limit beyond the model's own).
+    deadline: float = 0.0
+    max_attempts: int = 0
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,18 @@ class ChatResult:
     attempts: list[Attempt]
 
 
+@dataclass(frozen=True)
+class StreamHead:
+    """Streamed before the claims: the model's decision and confidence."""
+
+    decision: str
+    confidence: float
+
+
+# What ``ChatModel.stream`` yields: the head, each claim once complete, then the final result.
+StreamEvent = StreamHead | ClaimOut | ChatResult
+
+
 class ChatModel(Protocol):
     """Turns a question plus numbered passages into a structured, cited answer.
 
@@ -82,3 +99,9 @@ class ChatModel(Protocol):
     model: str
 
     def generate(self, request: ChatRequest) -> ChatResult: ...
+
+    def stream(self, request: ChatRequest) -> Iterator[StreamEvent]:
+        """Like ``generate``, yielding as the reply arrives; the last event is the ``ChatResult``.
+
+        A failure after the first claim raises ``ProviderError(code="stream_cut")``."""
+        ...

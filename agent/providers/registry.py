@@ -22,6 +22,11 @@ def _build(entry: dict) -> ChatModel:  # type: ignore[type-arg]
 
 
 @cache
-def chat_models() -> tuple[ChatModel, ...]:
-    """The fallback chain, in order."""
-    return tuple(_build(entry) for entry in settings.RAG_CHAT_MODELS)
+def chat_models(route: str = "") -> tuple[ChatModel, ...]:
+    """The fallback chain of ``route`` (``RAG_CHAT_ROUTES``), else the default chain, in order."""
+    entries = settings.RAG_CHAT_ROUTES.get(route) or settings.RAG_CHAT_MODELS
+    return tuple(_build(entry) for entry in entries)
+
+
+def chat_routes() -> list[str]:
+    return sorted(settings.RAG_CHAT_ROUTES)

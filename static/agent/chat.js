@@ -425,7 +425,28 @@
         el("p", { className: "decision-note", testId: "decision-note", text: info.note }),
       );
     }
-    if (message.degraded) {
+    if (message.partial) {
+      const note = el("p", {
+        className: "degraded-note partial-note",
+        testId: "partial-note",
+        text: "The answer was cut off before it finished. ",
+      });
+      if (message.question) {
+        const retry = el("button", {
+          className: "button retry",
+          testId: "retry",
+          text: "Retry",
+          attrs: { type: "button" },
+        });
+        retry.addEventListener("click", () => {
+          if (state.busy) return;
+          ui.input.value = message.question;
+          ask();
+        });
+        note.append(retry);
+      }
+      bubble.append(note);
+    } else if (message.degraded) {
       bubble.append(
         el("p", {
           className: "degraded-note",
@@ -535,6 +556,97 @@
     root.classList.toggle("busy", busy);
   }
 
+  // Reads a Server-Sent Events body, calling onEvent(name, data) for each event.
+  async function readEvents(response, onEvent) {
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        let name = "message";
+        let data = "";
+        for (const line of block.split("\n")) {
+          if (line.startsWith("event: ")) name = line.slice(7);
+          else if (line.startsWith("data: ")) data += line.slice(6);
+        }
+        if (data) onEvent(name, JSON.parse(data));
+      }
+    }
+  }
+
+  // POST the question asking for a stream; a JSON body (an error, or a server without
+  // streaming) is handled like before. Returns the final answer, or throws an ApiError whose
+  // `partial` holds any text already shown.
+  async function askStreaming(question, pending) {
+    let response;
+    try {
+      response = await fetch(urls.ask, {
+        method: "POST",
+        headers: {
+          Accept: "text/event-stream",
+          "Content-Type": "application/json",
+          "X-CSRFToken": csrfToken(),
+        },
+        credentials: "same-origin",
+        body: JSON.stringify({ question, conversation: state.conversationId, stream: true }),
+      });
+    } catch (networkError) {
+      throw new ApiError(GENERIC_ERROR, "network_error");
+    }
+    const type = response.headers.get("Content-Type") || "";
+    if (!response.ok || !type.startsWith("text/event-stream")) {
+      let data = null;
+      try {
+        data = await response.json();
+      } catch (parseError) {
+        data = null;
+      }
+      if (response.ok && data) return data;
+      const error = data && data.error;
+      if (response.status === 401 || response.status === 403) {
+        throw new ApiError("Your session has ended. Please reload the page and sign in.", "auth");
+      }
+      throw new ApiError(error && error.message ? error.message : GENERIC_ERROR, error && error.code);
+    }
+    let text = "";
+    let citations = [];
+    let final = null;
+    let failure = null;
+    let live = null;
+    try {
+      await readEvents(response, (name, data) => {
+        if (name === "delta") {
+          text += data.text;
+          citations = citations.concat(data.citations || []);
+          const node = renderAssistantMessage({ text, citations, decision: "answered" });
+          node.dataset.streaming = "true";
+          (live || pending).replaceWith(node);
+          live = node;
+          scrollToBottom();
+        } else if (name === "done") {
+          final = data;
+        } else if (name === "error") {
+          failure = data;
+        }
+      });
+    } catch (streamError) {
+      failure = { message: GENERIC_ERROR };
+    }
+    if (final) {
+      if (live) live.replaceWith(pending);
+      return final;
+    }
+    const error = new ApiError((failure && failure.message) || GENERIC_ERROR, "stream_failed");
+    error.partial = text ? { text, citations, live } : null;
+    throw error;
+  }
+
   async function ask() {
     const question = ui.input.value.trim();
     if (!question || state.busy) return;
@@ -545,16 +657,15 @@
     ui.input.value = "";
     updateComposer();
     try {
-      const result = await api("POST", urls.ask, {
-        question,
-        conversation: state.conversationId,
-      });
+      const result = await askStreaming(question, pending);
       pending.replaceWith(
         renderAssistantMessage({
           id: result.message,
           text: result.answer,
           decision: result.decision,
           degraded: result.degraded,
+          partial: result.partial,
+          question,
           citations: result.citations,
         }),
       );
@@ -562,13 +673,21 @@
       setConversation(result.conversation);
       loadConversations(); // a new conversation appears, an old one moves to the top
     } catch (error) {
-      // Give the question back so it can be shortened or sent again.
-      pending.remove();
-      userNode.remove();
-      if (!ui.messages.querySelector(".message")) ui.emptyState.hidden = false;
-      ui.input.value = question;
-      updateComposer();
-      showError(error.message);
+      if (error.partial) {
+        // The connection broke mid-answer: keep what was shown, say so, offer a retry.
+        error.partial.live.replaceWith(
+          renderAssistantMessage({ ...error.partial, partial: true, question }),
+        );
+        showError("The connection broke before the answer finished.");
+      } else {
+        // Give the question back so it can be shortened or sent again.
+        pending.remove();
+        userNode.remove();
+        if (!ui.messages.querySelector(".message")) ui.emptyState.hidden = false;
+        ui.input.value = question;
+        updateComposer();
+        showError(error.message);
+      }
     } finally {
       setBusy(false);
       ui.input.focus();

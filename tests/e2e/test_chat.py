@@ -19,6 +19,11 @@ from pytest_django.live_server_helper import LiveServer  # noqa: E402
 
 from agent.models import Feedback  # noqa: E402
 from tests.conftest import PASSWORD  # noqa: E402
+from tests.integration.agent import conftest as agent_fixtures  # noqa: E402
+from tests.support.openai_server import cut_stream, ok  # noqa: E402
+
+chain = agent_fixtures.chain  # the loopback OpenAI-protocol chain and small knowledge base
+small_kb = agent_fixtures.small_kb
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -151,3 +156,34 @@ def test_a_question_over_the_length_limit_shows_the_error_banner(
     expect(page.get_by_test_id("assistant-message")).to_have_count(0)
     # The question is handed back so it can be shortened.
     expect(page.get_by_test_id("question-input")).to_have_value(question)
+
+
+def test_a_streamed_answer_cut_mid_way_keeps_its_text_and_a_retry_completes_it(
+    page: Page, live_server: LiveServer, bob: User, small_kb: object, chain
+) -> None:
+    claims = [
+        {"text": "Password reset links expire after 30 minutes.", "passages": [1]},
+        {"text": "Request a new link once it has expired.", "passages": [1]},
+    ]
+    answer = {"decision": "answer", "confidence": 0.9, "claims": claims}
+    server = chain(
+        "gpt-4o",
+        options={"timeout_s": 10.0, "first_token_timeout_s": 10.0, "idle_timeout_s": 10.0},
+        RAGAPP_CACHE_EXACT=False,
+        RAGAPP_CACHE_SEMANTIC=False,
+    )
+    server.script(cut_stream(after_chunks=10, content=answer), ok(answer))
+    log_in(page, live_server.url, bob)
+
+    ask(page, "How long is a password reset link valid?")
+
+    cut = last_answer(page)
+    expect(cut.get_by_test_id("partial-note")).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+    expect(cut.get_by_test_id("answer-text")).to_contain_text("30 minutes")
+    expect(cut.get_by_test_id("answer-text")).to_contain_text("interrupted")
+    cut.get_by_test_id("retry").click()
+
+    expect(page.get_by_test_id("assistant-message")).to_have_count(2)
+    full = last_answer(page)
+    expect(full.get_by_test_id("answer-text")).to_contain_text("Request a new link")
+    expect(full.get_by_test_id("partial-note")).to_have_count(0)

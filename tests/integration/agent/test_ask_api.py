@@ -61,7 +61,7 @@ def test_an_answerable_question_gets_a_cited_answer(client_for, alice, sample_kb
     assert (usage.provider, usage.model, usage.route, usage.user) == (
         "extractive",
         "extractive",
-        "answer",
+        "answer.easy",  # the router's choice for a short single-topic question
         alice,
     )
 
