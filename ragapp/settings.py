@@ -199,6 +199,13 @@ RAGAPP_CROSS_ENCODER_PATH = env_str("RAGAPP_CROSS_ENCODER_PATH", "")
 # --- Answering ---
 RAGAPP_PROMPT = env_str("RAGAPP_PROMPT", "grounded_answer@1")
 RAGAPP_MAX_QUESTION_CHARS = env_int("RAGAPP_MAX_QUESTION_CHARS", 2000)
+# Prompt-injection heuristics on the question (agent/pipeline/injection.py): at FLAG_AT the
+# question is logged as a guardrail event, at REJECT_AT it is refused before any model call.
+RAGAPP_INJECTION_FLAG_AT = env_float("RAGAPP_INJECTION_FLAG_AT", 0.7)
+RAGAPP_INJECTION_REJECT_AT = env_float("RAGAPP_INJECTION_REJECT_AT", 1.0)
+# Hosts an answer may link to; every other link keeps only its text, and images are always
+# removed (same-site paths such as /documents/... are always allowed).
+RAGAPP_LINK_ALLOWED_HOSTS = env_list("RAGAPP_LINK_ALLOWED_HOSTS", [])
 # Confidence gate: >= ANSWER answers, >= ESCALATE escalates to a person, below refuses.
 RAGAPP_GATE_ANSWER = env_float("RAGAPP_GATE_ANSWER", 0.45)
 RAGAPP_GATE_ESCALATE = env_float("RAGAPP_GATE_ESCALATE", 0.30)

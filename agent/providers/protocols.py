@@ -48,6 +48,8 @@ class ChatRequest:
     # provider calls still allowed (0: no limit beyond the model's own).
     deadline: float = 0.0
     max_attempts: int = 0
+    # A random marker put in the system prompt; an answer that contains it leaked the prompt.
+    canary: str = ""
 
 
 @dataclass(frozen=True)

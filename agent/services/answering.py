@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import time
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.conf import settings
@@ -17,8 +17,11 @@ from agent.models import Conversation, GuardrailEvent, IdempotencyKey, Message
 from agent.pipeline.compose import ESCALATION, answer_compose, refusal_text
 from agent.pipeline.context import chars_count, context_fit, query_rewrite
 from agent.pipeline.gate import gate_decide
+from agent.pipeline.guards import leaks_prompt, neutralize_links, new_canary
+from agent.pipeline.injection import injection_check
 from agent.pipeline.prompt import prompt_load
 from agent.pipeline.route import RouteDecision, route_decide
+from agent.pipeline.schema import ClaimOut
 from agent.pipeline.validate import citations_validate
 from agent.providers.protocols import (
     Attempt,
@@ -82,6 +85,7 @@ class AskState:
     candidates: list[Candidate] = field(default_factory=list)
     passages: list[Passage] = field(default_factory=list)
     route: RouteDecision | None = None
+    canary: str = field(default_factory=new_canary)
 
     @property
     def route_name(self) -> str:
@@ -97,6 +101,7 @@ class AskState:
             idempotency_key=f"msg-{self.user_message.id}",
             deadline=time.monotonic() + settings.RAGAPP_TURN_TIMEOUT_S,
             max_attempts=settings.RAGAPP_TURN_MAX_ATTEMPTS,
+            canary=self.canary,
         )
 
 
@@ -140,6 +145,21 @@ def _clean_question(question: str, *, user) -> str:  # type: ignore[no-untyped-d
             code="question_too_long",
             extra={"max_chars": settings.RAGAPP_MAX_QUESTION_CHARS, "chars": len(cleaned)},
         )
+    verdict = injection_check(cleaned)
+    if verdict.score >= settings.RAGAPP_INJECTION_FLAG_AT:
+        rejected = verdict.score >= settings.RAGAPP_INJECTION_REJECT_AT
+        guardrail_record(
+            stage="input",
+            rule="prompt_injection",
+            action="rejected" if rejected else "flagged",
+            excerpt=f"{verdict.rule}: {verdict.excerpt}",
+            score=verdict.score,
+            user=user,
+        )
+        if rejected:
+            raise InvalidInput(
+                "I can only answer questions about the documentation.", code="prompt_injection"
+            )
     return cleaned
 
 
@@ -463,10 +483,50 @@ def answer_finish(
     return AnswerOutcome(conversation=conversation, message=message, usage=usage)
 
 
+def claim_guard(turn: AskState, claim: ClaimOut, *, record: bool = True) -> ClaimOut | None:
+    """The output guards on one claim: None when it leaks the prompt (the answer is then refused);
+    otherwise the claim with every image and each link outside the allow-list neutralised.
+    ``record=False`` checks without logging (the stream shows claims the final check logs)."""
+    leak = leaks_prompt(claim.text, system_prompt=turn.prompt.system, canary=turn.canary)
+    text, findings = neutralize_links(
+        claim.text, allowed_hosts=frozenset(settings.RAGAPP_LINK_ALLOWED_HOSTS)
+    )
+    if record:
+        for rule, action, excerpt in (
+            [(leak.rule, "blocked", leak.excerpt)]
+            if leak
+            else [(f.rule, "removed", f.excerpt) for f in findings]
+        ):
+            guardrail_record(
+                stage="output",
+                rule=rule,
+                action=action,
+                excerpt=excerpt,
+                user=turn.user,
+                conversation=turn.conversation,
+            )
+    return None if leak else claim.model_copy(update={"text": text})
+
+
+def _guard_output(turn: AskState, result: ChatResult) -> ChatResult | None:
+    claims = []
+    for claim in result.answer.claims:
+        guarded = claim_guard(turn, claim)
+        if guarded is None:
+            return None
+        claims.append(guarded)
+    return replace(result, answer=result.answer.model_copy(update={"claims": claims}))
+
+
 def _judge(
     turn: AskState, result: ChatResult, *, partial: bool
 ) -> tuple[str, str, list[tuple[int, Passage]], float]:
-    """Citation and support validation, then the gate: (decision, text, cited, confidence)."""
+    """Output guards, citation and support validation, then the gate:
+    (decision, text, cited, confidence)."""
+    guarded = _guard_output(turn, result)
+    if guarded is None:
+        return "refused", "", [], 0.0
+    result = guarded
     validated = citations_validate(
         result.answer,
         passages=turn.passages,

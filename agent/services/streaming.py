@@ -31,6 +31,7 @@ from agent.services.answering import (
     answer_from_cache,
     answer_prepare,
     answer_retrieve,
+    claim_guard,
     outcome_replayed,
 )
 from agent.services.chain import chain_eligible, chain_record, trace_generation
@@ -154,10 +155,12 @@ class _Shown:
         self.pending: list[ClaimOut] = []
         self.claims: list[ClaimOut] = []
         self.text = ""
+        self.leaked = False
 
     def _showable(self) -> bool:
         return (
             self.head is not None
+            and not self.leaked
             and self.head.decision == "answer"
             and self.head.confidence >= settings.RAGAPP_GATE_ANSWER
         )
@@ -171,8 +174,12 @@ class _Shown:
             return None
         fresh = []
         for claim in self.pending:
+            guarded = claim_guard(self.turn, claim, record=False)
+            if guarded is None:
+                self.leaked = True  # nothing more of this stream is shown; the answer is refused
+                break
             checked = citations_validate(
-                AnswerOut(decision="answer", confidence=1.0, claims=[claim]),
+                AnswerOut(decision="answer", confidence=1.0, claims=[guarded]),
                 passages=self.turn.passages,
                 embed=embedder().embed_sentences,  # type: ignore[attr-defined]
                 support_min=settings.RAGAPP_SUPPORT_MIN,

@@ -20,7 +20,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -30,7 +30,8 @@ import pytest
 CHAT_PATHS = ("/v1/chat/completions", "/chat/completions")
 STREAM_PIECE_CHARS = 16
 
-Content = str | dict[str, Any] | None  # None: the obedient answer for the request
+# None: the obedient answer for the request; a callable: made from the request's messages.
+Content = str | dict[str, Any] | Callable[[list[dict[str, Any]]], dict[str, Any]] | None
 
 
 @dataclass(frozen=True)
@@ -290,6 +291,8 @@ class _Reply:
         content = behaviour.content
         if content is None:
             content = obedient_answer(messages)
+        elif callable(content):
+            content = content(messages)
         text = content if isinstance(content, str) else json.dumps(content)
         return cls(
             model=str(body.get("model", "fake")),
