@@ -154,11 +154,14 @@ def case_run(
     try:
         reply, result.model = _ask(case, slug=corpus.slugs[case.collection], user=user)
     except AppError as exc:
-        result.grades["assertion"] = Grade(passed=False, reasons=(f"raised {exc.code}: {exc}",))
-        reply = Reply(text="", decision="error", citations=[])
-        result.grades["reference"] = reference_grade(case, reply, files_by_document={})
-        result.seconds = time.perf_counter() - started
-        return result
+        if exc.code == "prompt_injection":  # the input guard refused it before any model call
+            reply = Reply(text=exc.message, decision="refused", citations=[])
+        else:
+            result.grades["assertion"] = Grade(passed=False, reasons=(f"raised {exc.code}: {exc}",))
+            reply = Reply(text="", decision="error", citations=[])
+            result.grades["reference"] = reference_grade(case, reply, files_by_document={})
+            result.seconds = time.perf_counter() - started
+            return result
     # The retrieval half, graded on its own; skipped when nothing needs it (a bare refusal).
     retrieved = _retrieve(case, corpus) if case.source or reply.citations else []
     result.retrieved_files = [r.file for r in retrieved]

@@ -38,7 +38,11 @@ class ContextFilter(logging.Filter):
         record.request_id = request_id_var.get()
         if isinstance(record.msg, str):
             record.msg = redact(record.msg)
-        if record.args:
+        if isinstance(record.args, dict):  # "%(name)s"-style arguments (Celery uses them)
+            record.args = {
+                k: redact(v) if isinstance(v, str) else v for k, v in record.args.items()
+            }
+        elif record.args:
             record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
         for key, value in list(vars(record).items()):
             if key not in {"msg", "args"} and isinstance(value, str) and key != "request_id":

@@ -103,3 +103,17 @@ def test_json_log_records_carry_the_request_id_and_redacted_fields(caplog):
     assert out["message"] == "calling with sk-[REDACTED]"
     assert out["user_email"] == "[EMAIL]"
     assert "request_id" in out
+
+
+def test_mapping_arguments_still_format_after_redaction():
+    record = logging.getLogger("celery").makeRecord(
+        "celery",
+        logging.INFO,
+        __file__,
+        1,
+        "Task %(name)s[%(id)s] received",
+        ({"name": "ingestion.process", "id": "abc"},),
+        None,
+    )
+    ContextFilter().filter(record)
+    assert record.getMessage() == "Task ingestion.process[abc] received"
