@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 
 from django.db.models import Count, F, Sum
 from django.http import HttpRequest, HttpResponse
+from drf_spectacular.utils import extend_schema
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -124,6 +125,7 @@ def _registry() -> CollectorRegistry:
     return registry
 
 
+@extend_schema(exclude=True)  # Prometheus text, not part of the REST API
 @api_view(["GET"])
 @permission_classes([IsAdminUser])
 def metrics_view(request: Request) -> HttpResponse:

@@ -9,6 +9,7 @@ from typing import Any
 
 from django.http import StreamingHttpResponse
 from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import IsAdminUser
@@ -98,6 +99,9 @@ class AskApi(APIView):
         collection = serializers.SlugField(required=False, allow_null=True)
         stream = serializers.BooleanField(required=False, default=False)
 
+        class Meta:
+            ref_name = "AskInput"
+
     class OutputSerializer(serializers.Serializer):
         answer = serializers.CharField()
         decision = serializers.ChoiceField(choices=["answered", "escalated", "refused"])
@@ -112,6 +116,9 @@ class AskApi(APIView):
         citations = serializers.ListField(child=serializers.DictField())
         usage = serializers.DictField()
         prompt_version = serializers.CharField()
+
+        class Meta:
+            ref_name = "AskOutput"
 
     def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
         # ``Accept: text/event-stream`` asks for the stream, which bypasses the renderers; any
@@ -155,6 +162,13 @@ class UsageRollupApi(APIView):
 
     permission_classes = [IsAdminUser]
 
+    @extend_schema(
+        operation_id="usage_rollup",
+        parameters=[
+            OpenApiParameter("by", str, enum=["conversation", "user", "route", "model", "day"])
+        ],
+        responses=OpenApiTypes.OBJECT,
+    )
     def get(self, request: Request) -> Response:
         by = request.query_params.get("by", "day")
         if by not in selectors.ROLLUP_FIELDS:
@@ -163,6 +177,7 @@ class UsageRollupApi(APIView):
 
 
 class ConversationListApi(APIView):
+    @extend_schema(operation_id="conversations_list", responses=OpenApiTypes.OBJECT)
     def get(self, request: Request) -> Response:
         return Response(
             [
@@ -173,6 +188,7 @@ class ConversationListApi(APIView):
 
 
 class ConversationDetailApi(APIView):
+    @extend_schema(operation_id="conversation_get", responses=OpenApiTypes.OBJECT)
     def get(self, request: Request, conversation_id: str) -> Response:
         conversation = services.conversation_get_for_user(
             conversation_id=conversation_id, user=request.user
@@ -192,7 +208,10 @@ class FeedbackCreateApi(APIView):
         rating = serializers.ChoiceField(choices=[1, -1])
         comment = serializers.CharField(required=False, allow_blank=True, max_length=4000)
 
-    @extend_schema(request=InputSerializer)
+        class Meta:
+            ref_name = "FeedbackInput"
+
+    @extend_schema(request=InputSerializer, responses={201: OpenApiTypes.OBJECT})
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
