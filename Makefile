@@ -9,6 +9,7 @@ PORT ?= 8000
 TORCH_INDEX_URL ?=
 
 .PHONY: run test lint fmt typecheck migrate worker bench clean-data
+.PHONY: bench-retrieval bench-retrieval-scale
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,8 +45,15 @@ fmt: $(STAMP)
 typecheck: $(STAMP)
 	@echo "mypy is not set up yet (see README, Not done yet)"; exit 1
 
-bench: $(STAMP)
-	@echo "no benchmarks yet (see README, Not done yet)"; exit 1
+bench: bench-retrieval
+
+# SciFact quality per stage -> bench/results/retrieval-scifact.json (own data folder).
+bench-retrieval: $(STAMP)
+	RAGAPP_DATA_DIR=$(CURDIR)/.data/bench-retrieval $(PY) manage.py bench_retrieval_scifact
+
+# Latency, RSS and HNSW recall at 10k/100k/300k synthetic chunks -> bench/results/retrieval-scale.json.
+bench-retrieval-scale: $(STAMP)
+	RAGAPP_DATA_DIR=$(CURDIR)/.data/bench-scale $(PY) manage.py bench_retrieval_scale
 
 clean-data:
 	rm -rf .data
@@ -58,6 +66,23 @@ eval: $(STAMP)
 	RAGAPP_DATA_DIR=$${RAGAPP_EVAL_DATA_DIR:-$(CURDIR)/.data/eval} RAGAPP_LOG_LEVEL=$${RAGAPP_LOG_LEVEL:-WARNING} $(if $(PROMPT),RAGAPP_PROMPT=$(PROMPT)) \
 		$(PY) manage.py eval --stop-db-server $(if $(PROMPT),--prompt $(PROMPT)) $(if $(COMPARE),--compare $(COMPARE))
 
-.PHONY: bench-answer
+# 50 streaming chat users for 5 min against the real stack and a faulty provider, all on
+# loopback (own data folder, Redis on 6392, ports 8790/8791) -> bench/results/load.json.
+.PHONY: bench-load bench-chaos
+bench-load: $(STAMP)
+	$(PY) -m bench.load.run --out bench/results/load.json
+
+# 200 documents while the worker is SIGKILLed 20 times, Redis (own, port 6390) restarted 3 times
+# and PostgreSQL once (own data folder) -> bench/results/chaos.json.
+bench-chaos: $(STAMP)
+	$(PY) -m bench.chaos.run --out bench/results/chaos.json
+
+# Ingestion speed over the messy-docs corpus and the 400-page PDF, end to end vs the raw embedder
+# (own data folder) -> bench/results/ingestion.json. Also the injection detector's precision/recall.
+.PHONY: bench-ingest
+bench-ingest: $(STAMP)
+	RAGAPP_DATA_DIR=$(CURDIR)/.data/bench-ingest RAGAPP_LOG_LEVEL=$${RAGAPP_LOG_LEVEL:-WARNING} $(PY) -m bench.ingest
+	$(PY) -m bench.injection_detector --out bench/results/injection-detector.json > /dev/null
+
 bench-answer: $(STAMP)
 	RAGAPP_DATA_DIR=$${RAGAPP_BENCH_DATA_DIR:-$(CURDIR)/.data/bench-answer} $(PY) bench/answer_bench.py

@@ -1,18 +1,85 @@
-"""Hybrid retrieval: dense + BM25, fused, reranked."""
+"""Hybrid retrieval: dense + BM25, fused, every candidate scored by both, reranked."""
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 from django.conf import settings
 
 from retrieval.pipeline.fuse import reciprocal_rank_fusion
 from retrieval.providers.protocols import Candidate
 from retrieval.providers.registry import embedder, reranker
-from retrieval.selectors import candidates_load, chunk_dense_search, chunk_lexical_search
+from retrieval.selectors import (
+    candidates_load,
+    chunk_dense_search,
+    chunk_lexical_forget,
+    chunk_lexical_scores,
+    chunk_lexical_search,
+)
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RetrievalTrace:
+    """What each stage returned for one query: ``(chunk id, score)`` lists, best first."""
+
+    dense: list[tuple[int, float]]
+    lexical: list[tuple[int, float]]
+    fused: list[tuple[int, float]]
+    ranked: list[Candidate]
+
+
+def passages_search(
+    query: str,
+    *,
+    collection_ids: list[int] | None,
+    candidates: int | None = None,
+    top_k: int | None = None,
+) -> RetrievalTrace:
+    """Run every retrieval stage for ``query`` within ``collection_ids`` (None: all).
+
+    Dense and BM25 search each return ``candidates`` chunks; rank fusion merges them; then each
+    fused candidate gets its exact dense similarity and its BM25 score,
+    so the reranker sees both signals for every candidate, not only for the chunks that a
+    retriever happened to rank in its own top list.
+    """
+    n = candidates or settings.RAGAPP_CANDIDATES
+    top_k = top_k or settings.RAGAPP_TOP_K
+    emb = embedder()
+    vector = emb.embed_query(query)
+    dense = chunk_dense_search(vector, model=emb.name, collection_ids=collection_ids, limit=n)
+    lexical = chunk_lexical_search(query, model=emb.name, collection_ids=collection_ids, limit=n)
+    fused = reciprocal_rank_fusion(
+        {"dense": [cid for cid, _ in dense], "bm25": [cid for cid, _ in lexical]},
+        k=settings.RAGAPP_RRF_K,
+        weights=settings.RAGAPP_FUSION_WEIGHTS,
+    )
+    rerank = reranker()
+    loaded = candidates_load(
+        [cid for cid, _ in fused],
+        query_vector=vector,
+        with_vectors=getattr(rerank, "needs_vectors", False),
+    )
+    if len(loaded) < len(fused):  # chunks deleted since the lexical index was built
+        found = {c.chunk_id for c in loaded}
+        chunk_lexical_forget(model=emb.name, chunk_ids=[c for c, _ in fused if c not in found])
+    _complete_scores(query, loaded, fused=dict(fused), model=emb.name)
+    ranked = rerank.rerank(query, loaded)[:top_k]
+    return RetrievalTrace(dense=dense, lexical=lexical, fused=fused, ranked=ranked)
+
+
+def _complete_scores(
+    query: str, candidates: list[Candidate], *, fused: dict[int, float], model: str
+) -> None:
+    # "dense" came with the candidates (computed in the database); BM25 comes from the index,
+    # so chunks found by dense search alone get their real BM25 score too.
+    bm25 = chunk_lexical_scores(query, model=model, chunk_ids=[c.chunk_id for c in candidates])
+    for c in candidates:
+        c.scores["fused"] = fused[c.chunk_id]
+        c.scores["bm25"] = bm25.get(c.chunk_id, 0.0)
 
 
 def passages_retrieve(
@@ -24,28 +91,9 @@ def passages_retrieve(
     can see why it was chosen.
     """
     started = time.perf_counter()
-    top_k = top_k or settings.RAGAPP_TOP_K
-    n = settings.RAGAPP_CANDIDATES
-    emb = embedder()
-    dense = chunk_dense_search(
-        emb.embed_query(query), model=emb.name, collection_ids=collection_ids, limit=n
-    )
-    lexical = chunk_lexical_search(query, model=emb.name, collection_ids=collection_ids, limit=n)
-    fused = reciprocal_rank_fusion(
-        {"dense": [cid for cid, _ in dense], "bm25": [cid for cid, _ in lexical]},
-        k=settings.RAGAPP_RRF_K,
-    )
-    candidates = candidates_load([cid for cid, _ in fused])
-    dense_scores, bm25_scores, fused_scores = dict(dense), dict(lexical), dict(fused)
-    for c in candidates:
-        c.scores["fused"] = fused_scores[c.chunk_id]
-        if c.chunk_id in dense_scores:
-            c.scores["dense"] = dense_scores[c.chunk_id]
-        if c.chunk_id in bm25_scores:
-            c.scores["bm25"] = bm25_scores[c.chunk_id]
-    ranked = reranker().rerank(query, candidates)[:top_k]
+    ranked = passages_search(query, collection_ids=collection_ids, top_k=top_k).ranked
     logger.info(
         "retrieved",
-        extra={"candidates": len(candidates), "ms": int((time.perf_counter() - started) * 1000)},
+        extra={"returned": len(ranked), "ms": int((time.perf_counter() - started) * 1000)},
     )
     return ranked

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import cache
 
 # Common English function words: they match everywhere and only add noise to BM25.
 STOP_WORDS = frozenset(
@@ -18,6 +19,22 @@ _TERMINAL = ".!?。！？:;)\"'”"
 def tokenize(text: str) -> list[str]:
     """Lower-cased word tokens without stop words (any script)."""
     return [t for t in _TOKEN.findall(text.lower()) if t not in STOP_WORDS]
+
+
+@cache
+def _stemmer():  # type: ignore[no-untyped-def]
+    import Stemmer  # PyStemmer: the Snowball stemmers in C
+
+    return Stemmer.Stemmer("english")
+
+
+def lexical_terms(text: str, *, stem: bool = True) -> list[str]:
+    """BM25 terms: ``tokenize`` then, when ``stem``, the English Snowball stem of each token.
+
+    Stemming lets "inhibits" match "inhibition"; non-Latin tokens pass through unchanged.
+    """
+    tokens = tokenize(text)
+    return _stemmer().stemWords(tokens) if stem else tokens
 
 
 def split_sentences(text: str) -> list[str]:

@@ -15,14 +15,27 @@ def embedder() -> Embedder:
     from retrieval.providers.sentence_transformers import SentenceTransformerEmbedder
 
     return SentenceTransformerEmbedder(
-        settings.RAGAPP_EMBEDDING_MODEL, batch_size=settings.RAGAPP_EMBEDDING_BATCH
+        settings.RAGAPP_EMBEDDING_MODEL,
+        batch_size=settings.RAGAPP_EMBEDDING_BATCH,
+        threads=settings.RAGAPP_TORCH_THREADS,
     )
 
 
 @cache
 def reranker() -> Reranker:
-    from retrieval.providers.rerankers import CrossEncoderReranker, SentenceReranker
+    from retrieval.providers.rerankers import (
+        CrossEncoderReranker,
+        HybridReranker,
+        SentenceReranker,
+    )
 
+    if settings.RAGAPP_RERANKER == "hybrid":
+        return HybridReranker(
+            dense_weight=settings.RAGAPP_RERANK_DENSE_WEIGHT,
+            norm=settings.RAGAPP_RERANK_NORM,
+            prf_depth=settings.RAGAPP_RERANK_PRF_DEPTH,
+            prf_weight=settings.RAGAPP_RERANK_PRF_WEIGHT,
+        )
     if settings.RAGAPP_RERANKER == "sentence":
         return SentenceReranker(embedder())
     if settings.RAGAPP_RERANKER == "cross_encoder":

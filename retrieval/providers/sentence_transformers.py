@@ -39,8 +39,15 @@ def _weights_digest(folder: Path) -> str:
 class SentenceTransformerEmbedder:
     """Normalised embeddings from a sentence-transformers model; loaded on first use."""
 
-    def __init__(self, model: str = "", batch_size: int = 32, sentence_cache_size: int = 20_000):
+    def __init__(
+        self,
+        model: str = "",
+        batch_size: int = 32,
+        sentence_cache_size: int = 20_000,
+        threads: int = 0,
+    ):
         self.path = Path(model) if model else packaged_model_path()
+        self.threads = threads
         self.batch_size = batch_size
         self._lock = threading.Lock()
         self._sentence_cache: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -52,6 +59,10 @@ class SentenceTransformerEmbedder:
 
         with self._lock:
             logger.info("loading embedding model", extra={"path": str(self.path)})
+            if self.threads:
+                import torch
+
+                torch.set_num_threads(self.threads)
             return SentenceTransformer(str(self.path), device="cpu")
 
     @cached_property
