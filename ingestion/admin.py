@@ -4,7 +4,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.http import HttpRequest
 from django.utils.html import format_html
 
@@ -42,6 +42,8 @@ class DocumentAdmin(admin.ModelAdmin):
         "progress",
         "error",
         "chunk_count",
+        "flagged_count",
+        "timings",
         "created_at",
     ]
     list_filter = ["status", "collection", "content_type"]
@@ -59,6 +61,9 @@ class DocumentAdmin(admin.ModelAdmin):
         "progress_total",
         "error",
         "attempts",
+        "page_count",
+        "stage_seconds",
+        "parent",
         "uploaded_by",
         "created_at",
         "updated_at",
@@ -76,23 +81,47 @@ class DocumentAdmin(admin.ModelAdmin):
             return ["collection", "file", "title"]
         return ["title", "collection", *self.readonly_fields]
 
+    class Media:
+        # Reloads the list every few seconds while a document is still queued or processing.
+        js = ["ingestion/admin_progress.js"]
+
     def get_queryset(self, request: HttpRequest):  # type: ignore[no-untyped-def]
-        return super().get_queryset(request).annotate(n_chunks=Count("chunks"))
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                n_chunks=Count("chunks", distinct=True),
+                n_flagged=Count("chunks", filter=Q(chunks__flagged=True), distinct=True),
+            )
+        )
 
     @admin.display(ordering="n_chunks", description="chunks")
     def chunk_count(self, obj: Document) -> int:
         return obj.n_chunks  # type: ignore[attr-defined, no-any-return]
 
+    @admin.display(ordering="n_flagged", description="flagged")
+    def flagged_count(self, obj: Document) -> int:
+        return obj.n_flagged  # type: ignore[attr-defined, no-any-return]
+
+    @admin.display(description="seconds per stage")
+    def timings(self, obj: Document) -> str:
+        return " ".join(f"{stage} {seconds:.1f}" for stage, seconds in obj.stage_seconds.items())
+
     @admin.display(description="progress")
     def progress(self, obj: Document) -> str:
+        live = obj.status in (Document.Status.QUEUED, Document.Status.PROCESSING)
         if obj.progress_total:
             return format_html(
-                '<progress max="{}" value="{}"></progress> {}',
+                '<progress max="{}" value="{}" data-live="{}"></progress> {} {}/{} {}',
                 obj.progress_total,
                 obj.progress_done,
+                "1" if live else "",
                 obj.stage,
+                obj.progress_done,
+                obj.progress_total,
+                obj.progress_unit,
             )
-        return obj.stage
+        return format_html('<span data-live="{}">{}</span>', "1" if live else "", obj.stage)
 
     def save_model(self, request: HttpRequest, obj: Document, form: Any, change: bool) -> None:
         if change:
@@ -133,9 +162,11 @@ class ChunkAdmin(admin.ModelAdmin):
         "heading",
         "token_count",
         "flagged",
+        "flag_reason",
         "embedding_model",
     ]
     list_filter = ["flagged", "embedding_model", "document__collection"]
+    list_display_links = ["document", "index"]
     search_fields = ["text", "heading", "document__title"]
     list_select_related = ["document"]
     exclude = ["embedding"]

@@ -33,6 +33,14 @@ class Document(models.Model):
         INDEXED = "indexed"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    parent = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="attachments",
+        help_text="the e-mail this file was attached to",
+    )
     collection = models.ForeignKey(Collection, on_delete=models.PROTECT, related_name="documents")
     title = models.CharField(max_length=300)
     file = models.FileField(upload_to="documents/%Y/%m/")
@@ -45,7 +53,13 @@ class Document(models.Model):
     progress_done = models.PositiveIntegerField(default=0)
     progress_total = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
-    attempts = models.PositiveSmallIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="deliveries so far")
+    # Set when a worker claims the document; only that worker may publish its chunks.
+    claim_token = models.UUIDField(null=True, blank=True, editable=False)
+    page_count = models.PositiveIntegerField(default=0)
+    stage_seconds = models.JSONField(
+        default=dict, blank=True, help_text="seconds each stage took: parse, chunk, embed, index"
+    )
     uploaded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
@@ -69,6 +83,11 @@ class Document(models.Model):
     @property
     def is_final(self) -> bool:
         return self.status in {self.Status.READY, self.Status.FAILED}
+
+    @property
+    def progress_unit(self) -> str:
+        """What `progress_done` counts: pages while parsing, chunks while embedding."""
+        return "pages" if self.stage == self.Stage.STORED else "chunks"
 
 
 class Chunk(models.Model):
@@ -103,3 +122,30 @@ class Chunk(models.Model):
 
     def __str__(self) -> str:
         return f"{self.document_id}#{self.index}"
+
+
+class PendingChunk(models.Model):
+    """A chunk embedded but not yet published: the staging area of one ingestion run.
+
+    Embedded batches land here as they are done, so a run that is killed resumes with only the
+    missing embeddings; publishing copies them into `Chunk` in one transaction.
+    """
+
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="+")
+    index = models.PositiveIntegerField()
+    text = models.TextField()
+    page = models.PositiveIntegerField(null=True, blank=True)
+    heading = models.CharField(max_length=500, blank=True)
+    token_count = models.PositiveIntegerField(default=0)
+    embedding = VectorField(dimensions=settings.RAGAPP_EMBEDDING_DIM)
+    embedding_model = models.CharField(max_length=200)
+    flagged = models.BooleanField(default=False)
+    flag_reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["document", "index"], name="pending_chunk_unique_index")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.document_id}#{self.index} (pending)"

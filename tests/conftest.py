@@ -179,3 +179,84 @@ def wait_until(predicate, *, timeout: float = 60.0, interval: float = 0.3):  # t
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         time.sleep(interval)
+
+
+# -- Ingestion: workers a test may kill -----------------------------------------------------------
+
+
+class KillableWorker:
+    """A ``celery worker`` subprocess (solo pool) on the test database that a test may SIGKILL."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, queue: str) -> None:
+        self.log_path = log_path
+        self.log = open(log_path, "a")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "ragapp",
+                "worker",
+                "--loglevel=INFO",
+                "--pool=solo",
+                "--without-heartbeat",
+                "--without-gossip",
+                "--without-mingle",
+                "-Q",
+                queue,
+                f"--hostname={queue}-{time.monotonic_ns()}@%h",
+            ],
+            env=env,
+            cwd=REPO,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, offset: int, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while "ready." not in self.log_path.read_text()[offset:]:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the celery worker did not start; see {self.log_path}")
+            time.sleep(0.2)
+
+    def kill(self) -> None:
+        self.proc.kill()  # SIGKILL: nothing is acknowledged, nothing cleans up
+        self.proc.wait(timeout=20)
+        self.log.close()
+
+
+@pytest.fixture
+def spawn_ingest_worker(django_db_setup, tmp_path):  # type: ignore[no-untyped-def]
+    """``spawn_ingest_worker(queue, **env)``: start a worker consuming ``queue`` with extra
+    environment variables and wait until it is ready; every worker is killed at the end."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    password = db["PASSWORD"] or ""
+    if str(db["HOST"]).startswith("/"):
+        url = f"postgresql://{db['USER']}:{password}@/{db['NAME']}?host={db['HOST']}"
+    else:
+        url = f"postgresql://{db['USER']}:{password}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+    log_path = settings.DATA_DIR / "test-ingest-worker.log"
+    started: list[KillableWorker] = []
+
+    def spawn(queue: str, **extra: str) -> KillableWorker:
+        env = {
+            **os.environ,
+            "DATABASE_URL": url,
+            "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+            "PYTHONUNBUFFERED": "1",
+            "RAGAPP_INGEST_QUEUE": queue,
+            **extra,
+        }
+        offset = len(log_path.read_text()) if log_path.exists() else 0
+        worker = KillableWorker(env, log_path, queue)
+        started.append(worker)
+        worker.wait_ready(offset)
+        return worker
+
+    yield spawn
+    for worker in started:
+        if worker.proc.poll() is None:
+            worker.kill()

@@ -25,7 +25,15 @@ def document_out(document: Document) -> dict[str, Any]:
         "size_bytes": document.size_bytes,
         "status": document.status,
         "stage": document.stage,
-        "progress": {"done": document.progress_done, "total": document.progress_total},
+        "progress": {
+            "done": document.progress_done,
+            "total": document.progress_total,
+            "unit": document.progress_unit,
+        },
+        "stage_seconds": document.stage_seconds,
+        "pages": document.page_count,
+        "attempts": document.attempts,
+        "parent": str(document.parent_id) if document.parent_id else None,
         "error": document.error,
         "created_at": document.created_at.isoformat(),
         "updated_at": document.updated_at.isoformat(),
@@ -45,23 +53,33 @@ class DocumentListCreateApi(APIView):
 
     @extend_schema(request={"multipart/form-data": InputSerializer})
     def post(self, request: Request) -> Response:
+        """One or more files (repeat the `file` field). Over the count or size limits the whole
+        request is refused before anything is stored. One file answers with one object; several
+        with {"documents": [...]}."""
+        uploads = request.FILES.getlist("file")
+        services.upload_check_limits(sizes=[upload.size for upload in uploads])
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        upload = data.validated_data["file"]
         collection = services.collection_get_or_create(
             data.validated_data.get("collection") or services.DEFAULT_COLLECTION
         )
-        document, created = services.document_create(
-            fh=upload,
-            name=upload.name,
-            collection=collection,
-            user=request.user,
-            title=data.validated_data.get("title", ""),
-        )
-        return Response(
-            {"id": str(document.id), "status": document.status, "duplicate": not created},
-            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
-        )
+        results = []
+        for upload in uploads:
+            document, created = services.document_create(
+                fh=upload,
+                name=upload.name,
+                collection=collection,
+                user=request.user,
+                title=data.validated_data.get("title", "") if len(uploads) == 1 else "",
+            )
+            results.append(
+                {"id": str(document.id), "status": document.status, "duplicate": not created}
+            )
+        any_created = any(not r["duplicate"] for r in results)
+        code = status.HTTP_201_CREATED if any_created else status.HTTP_200_OK
+        if len(results) == 1:
+            return Response(results[0], status=code)
+        return Response({"documents": results}, status=code)
 
 
 class DocumentDetailApi(APIView):

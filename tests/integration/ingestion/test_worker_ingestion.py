@@ -63,7 +63,8 @@ def test_identical_content_is_not_ingested_twice(worker, client_for, bob):
     ("name", "content", "reason"),
     [
         ("broken.pdf", b"%PDF-1.7\n1 0 obj << /Type /Catalog >>\ngarbage", "pdf"),
-        ("picture.txt", PNG, "unsupported file type"),
+        ("picture.txt", PNG, "corrupt image"),
+        ("old-word.doc", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(600), "unsupported file type"),
         ("empty.txt", b"   \n", "no extractable text"),
     ],
 )

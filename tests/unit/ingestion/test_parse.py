@@ -21,6 +21,7 @@ from ingestion.pipeline.parse import (
     html_table_to_markdown,
     parse_file,
 )
+from ingestion.pipeline.parse.ocr import tesseract_available
 
 REPO = Path(__file__).resolve().parents[3]
 SAMPLE_KB = REPO / "sample_kb"
@@ -143,8 +144,8 @@ def test_text_file_named_pdf_is_parsed_as_plain_text():
     assert document.title == "text-named"
 
 
-def test_png_named_txt_fails_as_an_unsupported_image():
-    assert parse_error(FIXTURES / "png-named.txt").reason == "unsupported file type: image/png"
+def test_png_named_txt_is_read_as_an_image_and_a_blank_one_has_no_text():
+    assert parse_error(FIXTURES / "png-named.txt").reason == "no extractable text"
 
 
 def test_html_named_txt_is_parsed_as_html(tmp_path):
@@ -249,8 +250,21 @@ def test_encrypted_pdf_fails_with_reason_encrypted():
 
 
 @needs_messy_docs
-def test_scanned_pdf_without_a_text_layer_fails_with_no_extractable_text():
-    assert parse_error(MESSY_DOCS / "loremipsum-flat.pdf").reason == "no extractable text"
+@pytest.mark.skipif(not tesseract_available(), reason="tesseract-ocr is not installed")
+def test_scanned_pdf_without_a_text_layer_is_read_with_ocr():
+    document = parse(MESSY_DOCS / "loremipsum-flat.pdf")
+
+    assert document.ocr_pages == 1
+    assert "Lorem ipsum dolor sit amet" in document.blocks[0].text
+
+
+@needs_messy_docs
+def test_scanned_pdf_without_tesseract_fails_with_ocr_unavailable(monkeypatch):
+    monkeypatch.setattr("shutil.which", lambda name: None)
+
+    assert parse_error(MESSY_DOCS / "loremipsum-flat.pdf").reason == (
+        "OCR unavailable (install tesseract-ocr)"
+    )
 
 
 @needs_messy_docs

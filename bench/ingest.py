@@ -1,0 +1,178 @@
+"""Ingestion speed: the messy-docs corpus and the 400-page PDF, end to end vs the raw embedder.
+
+    make bench-ingest     (own data folder .data/bench-ingest; writes bench/results/ingestion.json)
+
+The pipeline runs in this process exactly as a worker runs it (`document_process`: parse, chunk,
+embed, stage, publish) on the embedded PostgreSQL. In the same run, the raw embedder is timed
+on the chunk texts the pipeline produced (same batch size), so machine load affects both alike.
+Peak RSS is this process's high-water mark (what a worker would need). Load average is recorded
+with each figure: the machine is shared, re-run when it is quiet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ragapp.settings")
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("RAGAPP_SHARED_DATA", REPO.parent / "shared" / "data"))
+CORPUS = DATA / "messy-docs"
+BIG_PDF = "pdf2image-memory-error-test-400p.pdf"
+RAW_SAMPLE = 600  # chunks timed through the raw embedder per measurement
+
+
+class PeakRss:
+    """Samples this process's RSS (psutil) every 50 ms; `peak_mb` is the highest seen."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self._process = psutil.Process()
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            self.peak = max(self.peak, self._process.memory_info().rss)
+
+    def __enter__(self) -> PeakRss:
+        self.peak = self._process.memory_info().rss
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def peak_mb(self) -> float:
+        return round(self.peak / 2**20, 1)
+
+
+def ingest(paths: list[Path], slug: str) -> dict[str, object]:
+    from ingestion import services
+    from ingestion.models import Chunk, Collection, Document
+
+    Document.objects.filter(collection__slug=slug).delete()
+    Collection.objects.filter(slug=slug).delete()
+    collection = services.collection_get_or_create(slug)
+    load_before = os.getloadavg()
+    started = time.perf_counter()
+    with PeakRss() as rss:
+        for path in paths:
+            with path.open("rb") as fh:
+                document, _ = services.document_create(fh=fh, name=path.name, collection=collection)
+            services.document_process(str(document.id))
+        for child in Document.objects.filter(collection=collection, status="queued"):
+            services.document_process(str(child.id))
+    wall = time.perf_counter() - started
+    documents = Document.objects.filter(collection=collection)
+    chunks = Chunk.objects.filter(document__collection=collection).count()
+    per_stage: dict[str, float] = {}
+    for timings in documents.values_list("stage_seconds", flat=True):
+        for stage, seconds in timings.items():
+            per_stage[stage] = round(per_stage.get(stage, 0.0) + seconds, 1)
+    return {
+        "files_total": len(paths),
+        "files_final": documents.filter(
+            parent__isnull=True, status__in=["ready", "failed"]
+        ).count(),
+        "documents_incl_attachments": documents.count(),
+        "ready": documents.filter(status="ready").count(),
+        "failed": dict(documents.filter(status="failed").values_list("original_name", "error")),
+        "chunks": chunks,
+        "wall_s": round(wall, 1),
+        "pipeline_chunks_per_s": round(chunks / wall, 2),
+        "seconds_per_stage_sum": per_stage,
+        "peak_rss_mb": rss.peak_mb,
+        "load_avg_before": [round(x, 2) for x in load_before],
+        "load_avg_after": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def raw_embedder_speed(slug: str, embedder: object) -> float:
+    """Chunks per second of the bare embedder on a sample of the chunks just produced."""
+    from django.conf import settings
+
+    from ingestion.models import Chunk
+
+    texts = list(
+        Chunk.objects.filter(document__collection__slug=slug).values_list("text", flat=True)
+    )
+    random.Random(0).shuffle(texts)
+    sample = texts[:RAW_SAMPLE]
+    batch = settings.RAGAPP_EMBEDDING_BATCH
+    started = time.perf_counter()
+    for start in range(0, len(sample), batch):
+        embedder.embed_documents(sample[start : start + batch])  # type: ignore[attr-defined]
+    return round(len(sample) / (time.perf_counter() - started), 2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", default=str(REPO / "bench" / "results" / "ingestion.json"))
+    parser.add_argument("--skip-corpus", action="store_true", help="only the 400-page PDF")
+    args = parser.parse_args()
+
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from retrieval.providers.registry import embedder
+
+    call_command("migrate", interactive=False, verbosity=0)
+    emb = embedder()
+    emb.load()  # type: ignore[attr-defined]  # model load is start-up, not ingestion
+    if not CORPUS.is_dir():
+        raise SystemExit(f"corpus not found at {CORPUS}")
+    result: dict[str, object] = {"corpus": str(CORPUS), "embedder": emb.name}
+
+    big = ingest([CORPUS / BIG_PDF], "bench-400p")
+    big["embedder_chunks_per_s"] = raw_embedder_speed("bench-400p", emb)
+    big["ratio"] = round(big["pipeline_chunks_per_s"] / big["embedder_chunks_per_s"], 3)  # type: ignore[operator]
+    result["pdf_400p"] = big
+    print(json.dumps({"pdf_400p": big}, indent=2), flush=True)
+
+    if not args.skip_corpus:
+        files = sorted(p for p in CORPUS.iterdir() if p.name != "README.md")
+        corpus = ingest(files, "bench-corpus")
+        corpus["embedder_chunks_per_s"] = raw_embedder_speed("bench-corpus", emb)
+        corpus["ratio"] = round(
+            corpus["pipeline_chunks_per_s"] / corpus["embedder_chunks_per_s"],  # type: ignore[operator]
+            3,
+        )
+        result["corpus"] = corpus
+        print(json.dumps({"corpus": corpus}, indent=2), flush=True)
+        headline = corpus
+    else:
+        headline = big
+    result.update(
+        {
+            "files_total": headline["files_total"],
+            "files_final": headline["files_final"],
+            "embedder_chunks_per_s": headline["embedder_chunks_per_s"],
+            "pipeline_chunks_per_s": headline["pipeline_chunks_per_s"],
+            "ratio": headline["ratio"],
+            "peak_rss_mb": max(big["peak_rss_mb"], headline["peak_rss_mb"]),  # type: ignore[type-var]
+            "ru_maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "fast_embedder_speedup": None,
+            "fast_embedder_ndcg_delta": None,
+        }
+    )
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

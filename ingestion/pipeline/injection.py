@@ -1,0 +1,73 @@
+"""Flag chunk text that carries instructions aimed at the model (indirect prompt injection).
+
+Pure step. A flag is a signal for people (the admin lists flagged chunks) and for the answer
+prompt; it does not drop the chunk. Rules, each with a reason:
+- invisible carriers: zero-width or bidi control characters, text hidden in the source (hidden
+  HTML, white or zero-size text: the parser marks those blocks);
+- classic override phrases ("ignore previous instructions", "you are now", "system prompt");
+- text that addresses the assistant or its reply ("in your answer", "when you respond",
+  "encode your reply in base64") or that tells the reader to act on the user ("ask the user to",
+  "tell the user to visit").
+Tuned on the "train" rows of the BIPIA-style set only (see bench/injection_detector.py).
+"""
+
+from __future__ import annotations
+
+import re
+
+_INVISIBLE = re.compile(
+    "[\u200b\u200c\u200d\u2060\u2062\u2063\u2064\ufeff\u202a-\u202e\u2066-\u2069]"
+)
+_OVERRIDE = re.compile(
+    r"\b(ignore|disregard|forget|override|bypass)\b[^.\n]{0,40}\b(previous|prior|above|earlier|"
+    r"all|any|your|the)\b[^.\n]{0,30}\b(instructions?|prompts?|rules|directions|guidelines|"
+    r"context)\b|\byou are now\b|\bsystem prompt\b|\bnew instructions?\b|\bdeveloper mode\b|"
+    r"\bjailbreak\b|\bact as (an?|the) \w+|\bpretend (to be|you are)\b",
+    re.IGNORECASE,
+)
+_ADDRESSES_MODEL = re.compile(
+    r"\b(in|at the (end|start|beginning) of|to) your (reply|replies|response|responses|answer|"
+    r"answers|output)\b|\byour (reply|response|answer|output) (should|must|in)\b|"
+    r"\bwhen (you )?(respond|replying|answering|you answer|you reply)\b|"
+    r"\b(reply|respond|answer|write|encode|translate|rewrite) (only |everything |all )?"
+    r"(in|with|using) (base64|base 64|rot13|hex|binary|morse|emojis?|caesar|reverse|french|"
+    r"spanish|german|chinese|pig latin|leetspeak|uppercase|all caps)\b|"
+    r"\b(as an|as a) (ai|language model|assistant)\b|\b(the|an?) (ai|assistant|chatbot|llm)\b"
+    r"[^.\n]{0,30}\b(must|should|will)\b|\b(tell|ask|urge|instruct|convince|remind) the user\b|"
+    r"\bthe user (must|should)\b|\b(dear|attention) (ai|assistant|model)\b|"
+    r"\byour (reply|replies|response|responses|answer|answers|output)\b",
+    re.IGNORECASE,
+)
+# A task for a chatbot dropped into a document: a sentence that opens with a writing or tutoring
+# verb in the imperative, or a general-knowledge question ("How do I ...?", "Who wrote ...?").
+_OFF_TASK = re.compile(
+    r"(^|[.!?]\s+|\n)\s*(please\s+)?((compose|write|draft|explain|translate|recommend|suggest|"
+    r"describe|summari[sz]e|generate|create|tell me|teach me|give me|show me|list)\s+(a|an|the|"
+    r"me|how|what|why|some|three|five|ten|\d+)\b|provide an? (example|explanation|list|"
+    r"tutorial)\b|(how do (i|you)|how can i|what (is|are) the|who (wrote|invented|painted|"
+    r"discovered)|what's|why (is|does|do))\b[^?\n]{3,120}\?)",
+    re.IGNORECASE,
+)
+
+
+def injection_reason(text: str, *, hidden: bool = False) -> str:
+    """A short reason when `text` looks like instructions aimed at the model, else ""."""
+    if hidden:
+        return "hidden text in the source document"
+    if _INVISIBLE.search(text):
+        return "invisible (zero-width or bidi) characters"
+    match = _OVERRIDE.search(text)
+    if match:
+        return f"instruction override: {_quote(match.group(0))}"
+    match = _ADDRESSES_MODEL.search(text)
+    if match:
+        return f"addresses the assistant: {_quote(match.group(0))}"
+    match = _OFF_TASK.search(text)
+    if match:
+        return f"task for a chatbot: {_quote(match.group(0))}"
+    return ""
+
+
+def _quote(fragment: str) -> str:
+    fragment = " ".join(fragment.split())
+    return f"“{fragment[:60]}”"
