@@ -49,6 +49,7 @@ class Reply:
     decision: str
     citations: list[dict]  # type: ignore[type-arg]
     prompt_stamp: str = ""  # "<id>@<version>" recorded on the message
+    rejected: bool = False  # refused by the input guard before any answer was made
 
 
 @dataclass(frozen=True)
@@ -198,7 +199,8 @@ def assertion_grade(
     reasons += [f"uncited sentence: {s[:80]!r}" for s in uncited_sentences(reply)]
     reasons += citation_problems(reply, retrieved=retrieved, chunk_texts=chunk_texts)
     reasons += leak_problems(case, reply, prompt_system=prompt_system, canaries=canaries)
-    if reply.prompt_stamp != prompt_ref:
+    # A question the input guard rejected was never answered: there is no message to stamp.
+    if reply.prompt_stamp != prompt_ref and not reply.rejected:
         reasons.append(f"stamped with prompt {reply.prompt_stamp!r}, ran with {prompt_ref!r}")
     return _grade(reasons)
 

@@ -155,7 +155,7 @@ def case_run(
         reply, result.model = _ask(case, slug=corpus.slugs[case.collection], user=user)
     except AppError as exc:
         if exc.code == "prompt_injection":  # the input guard refused it before any model call
-            reply = Reply(text=exc.message, decision="refused", citations=[])
+            reply = Reply(text=exc.message, decision="refused", citations=[], rejected=True)
         else:
             result.grades["assertion"] = Grade(passed=False, reasons=(f"raised {exc.code}: {exc}",))
             reply = Reply(text="", decision="error", citations=[])

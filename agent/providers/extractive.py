@@ -50,7 +50,7 @@ class ExtractiveChatModel:
             (p.number, s)
             for p in request.passages
             for s in split_sentences(p.text)
-            if is_statement(s)
+            if is_statement(s) and not _is_heading(s, p.heading)
         ]
         claims: list[ClaimOut] = []
         best = 0.0
@@ -94,3 +94,8 @@ class ExtractiveChatModel:
         yield StreamHead(decision=result.answer.decision, confidence=result.answer.confidence)
         yield from result.answer.claims
         yield result
+
+
+def _is_heading(sentence: str, heading: str) -> bool:
+    """The passage's own section heading, repeated as a line of its text: not an answer."""
+    return sentence.strip("#*- ").casefold() == heading.strip().casefold() != ""

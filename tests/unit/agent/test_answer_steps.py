@@ -116,3 +116,12 @@ def test_the_rendered_prompt_keeps_rules_in_the_system_message_and_data_in_the_u
     system, user = prompt_render(request)
     assert system["role"] == "system" and "untrusted data" in system["content"]
     assert user["content"].endswith("Question: Q?")
+
+
+def test_the_extractive_answerer_never_offers_a_section_heading_as_an_answer():
+    from agent.providers.extractive import _is_heading
+
+    assert _is_heading("Offline mode and sync", "Offline mode and sync")
+    assert _is_heading("## Offline mode and sync", "offline mode and sync")
+    assert not _is_heading("Offline changes sync within 60 seconds.", "Offline mode and sync")
+    assert not _is_heading("Anything at all", "")
