@@ -10,6 +10,7 @@ import sys
 import time
 from typing import Any
 
+import psutil
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
@@ -61,6 +62,7 @@ class Command(BaseCommand):
             ),
         ]
         stopping = False
+        known: dict[int, psutil.Process] = {}
 
         def stop(signum: int, frame: Any) -> None:
             nonlocal stopping
@@ -77,20 +79,29 @@ class Command(BaseCommand):
                 )
             )
             while not stopping:
+                known = _descendants(known)
                 if any(child.poll() is not None for child in children):
                     self.stderr.write("a child process exited; stopping")
                     break
                 time.sleep(0.5)
         finally:
+            # Every process started here, grandchildren included (gunicorn's workers, celery's
+            # pool): a child that dies first would otherwise leave them orphaned, holding the port.
+            started = _descendants(known)
             for child in children:
                 if child.poll() is None:
                     child.send_signal(signal.SIGTERM)
-            deadline = time.monotonic() + 20
-            for child in children:
-                try:
-                    child.wait(timeout=max(deadline - time.monotonic(), 0.1))
-                except subprocess.TimeoutExpired:
-                    child.kill()
+            _, alive = psutil.wait_procs(list(started.values()), timeout=20)
+            for process in alive:
+                process.kill()
+            psutil.wait_procs(alive, timeout=5)
             if settings.EMBEDDED_DATABASE:
                 embedded_db.stop(settings.EMBEDDED_PGDATA)
             self.stdout.write("stopped")
+
+
+def _descendants(known: dict[int, psutil.Process]) -> dict[int, psutil.Process]:
+    """Every process started below this one, remembered even after its parent died."""
+    for process in psutil.Process().children(recursive=True):
+        known.setdefault(process.pid, process)
+    return {pid: p for pid, p in known.items() if p.is_running()}
