@@ -6,14 +6,13 @@ are reported with their agreement rate against the assertion grader, never gated
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import tomllib
 from pathlib import Path
 
 from django.conf import settings
 
+from agent.pipeline.prompt import prompt_load
 from agent.providers.protocols import ChatModel, ChatRequest, Passage, Prompt, Turn
 from evals.cases import Case
 from evals.graders import Grade, Reply, Retrieved
@@ -27,17 +26,7 @@ JUDGE_PROMPT = "judge@1"
 
 def judge_prompt_load(ref: str = JUDGE_PROMPT) -> Prompt:
     """``<id>@<version>`` from ``evals/prompts/``, in the agent's prompt-file format."""
-    raw = (JUDGE_PROMPT_DIR / f"{ref}.toml").read_bytes()
-    data = tomllib.loads(raw.decode("utf-8"))
-    if f"{data['id']}@{data['version']}" != ref:
-        raise LookupError(f"{ref}.toml declares {data['id']}@{data['version']}")
-    return Prompt(
-        id=data["id"],
-        version=str(data["version"]),
-        hash=hashlib.sha256(raw).hexdigest(),
-        system=data["system"].strip(),
-        user=data["user"].strip(),
-    )
+    return prompt_load(ref, JUDGE_PROMPT_DIR)
 
 
 def judge_model_from_settings() -> ChatModel | None:

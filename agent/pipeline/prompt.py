@@ -14,11 +14,11 @@ PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
 
 
 @cache
-def prompt_load(ref: str) -> Prompt:
-    """Load ``<id>@<version>`` from ``agent/prompts/``; the hash covers the file's bytes."""
-    path = PROMPTS_DIR / f"{ref}.toml"
+def prompt_load(ref: str, folder: Path = PROMPTS_DIR) -> Prompt:
+    """Load ``<id>@<version>`` from ``folder`` (``agent/prompts/``); the hash covers the bytes."""
+    path = folder / f"{ref}.toml"
     if not path.is_file():
-        raise LookupError(f"no prompt file {path.name} in {PROMPTS_DIR}")
+        raise LookupError(f"no prompt file {path.name} in {folder}")
     raw = path.read_bytes()
     data = tomllib.loads(raw.decode("utf-8"))
     expected_id, _, expected_version = ref.partition("@")
