@@ -303,21 +303,9 @@ class OpenAIChatModel:
         messages = prompt_render(request)
         limits = self._limits(request)
         try:
-            try:
-                answer = self._ask(messages, key, attempts, limits)
-            except _BadReply as bad:
-                if bad.code != "malformed_json":
-                    raise
-                answer = self._ask(
-                    _repair_messages(messages, bad), f"{key}-repair", attempts, limits
-                )
+            answer = self._ask(messages, key, attempts, limits)
         except _BadReply as bad:
-            raise ProviderError(
-                f"{self.model} gave an unusable reply: {bad.code}",
-                permanent=bad.code in PERMANENT_REPLY_CODES,
-                code=bad.code,
-                extra={"attempts": attempts},
-            ) from bad
+            return self._repair(messages, key, bad, attempts, limits)
         except ProviderError as error:
             error.extra["attempts"] = attempts
             raise
@@ -426,7 +414,7 @@ class OpenAIChatModel:
                         extra={"attempts": attempts, "cause": failure.code},
                     ) from failure
                 if isinstance(failure, _BadReply):
-                    yield self._stream_repair(request, messages, key, failure, attempts, limits)
+                    yield self._repair(messages, key, failure, attempts, limits)
                     return
                 if failure.permanent or number == limits.cap:
                     error = self._give_up(_Failure(failure.code, failure.permanent), number)
@@ -440,31 +428,29 @@ class OpenAIChatModel:
             )
             return
 
-    def _stream_repair(
+    def _unusable(self, bad: _BadReply, attempts: list[Attempt]) -> ProviderError:
+        return ProviderError(
+            f"{self.model} gave an unusable reply: {bad.code}",
+            permanent=bad.code in PERMANENT_REPLY_CODES,
+            code=bad.code,
+            extra={"attempts": attempts},
+        )
+
+    def _repair(
         self,
-        request: ChatRequest,
         messages: list[dict[str, str]],
         key: str,
         bad: _BadReply,
         attempts: list[Attempt],
         limits: _Limits,
     ) -> ChatResult:
+        """After an unusable reply: one repair request for malformed JSON, else give up."""
         if bad.code != "malformed_json":
-            raise ProviderError(
-                f"{self.model} gave an unusable reply: {bad.code}",
-                permanent=bad.code in PERMANENT_REPLY_CODES,
-                code=bad.code,
-                extra={"attempts": attempts},
-            ) from bad
+            raise self._unusable(bad, attempts) from bad
         try:
             answer = self._ask(_repair_messages(messages, bad), f"{key}-repair", attempts, limits)
         except _BadReply as again:
-            raise ProviderError(
-                f"{self.model} gave an unusable reply: {again.code}",
-                permanent=again.code in PERMANENT_REPLY_CODES,
-                code=again.code,
-                extra={"attempts": attempts},
-            ) from again
+            raise self._unusable(again, attempts) from again
         except ProviderError as error:
             error.extra["attempts"] = attempts
             raise
