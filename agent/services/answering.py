@@ -40,11 +40,7 @@ from agent.services.cache import (
     cache_put,
 )
 from agent.services.chain import generate
-from agent.services.idempotency import (
-    idempotency_claim,
-    idempotency_complete,
-    request_hash,
-)
+from agent.services.idempotency import idempotency_begin, idempotency_complete
 from agent.services.usage import budget_check, usage_record, usage_summary
 from ingestion.models import Collection, Document
 from ragapp.errors import InvalidInput, NotFound
@@ -194,16 +190,15 @@ def answer_question(
     With ``idempotency_key``, a repeat of the same request returns the stored answer without
     calling any provider again.
     """
-    claim = None
-    if idempotency_key:
-        claimed = idempotency_claim(
-            user=user,
-            key=idempotency_key,
-            request_hash=request_hash(question, conversation_id, collection),
-        )
-        if isinstance(claimed, Message):
-            return outcome_replayed(claimed)
-        claim = claimed
+    replay, claim = idempotency_begin(
+        user=user,
+        key=idempotency_key,
+        question=question,
+        conversation_id=conversation_id,
+        collection=collection,
+    )
+    if replay is not None:
+        return outcome_replayed(replay)
     try:
         turn = answer_prepare(
             user=user, question=question, conversation_id=conversation_id, collection=collection

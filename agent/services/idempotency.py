@@ -41,6 +41,24 @@ def idempotency_claim(*, user, key: str, request_hash: str) -> IdempotencyKey | 
     return found.message
 
 
+def idempotency_begin(
+    *,
+    user,
+    key: str,
+    question: str,
+    conversation_id: Any,
+    collection: str | None,  # type: ignore[no-untyped-def]
+) -> tuple[Message | None, IdempotencyKey | None]:
+    """For an ``Idempotency-Key``: (the stored answer to replay, or None; the claim to complete
+    when the new answer is stored, or None). No key: (None, None)."""
+    if not key:
+        return None, None
+    claimed = idempotency_claim(
+        user=user, key=key, request_hash=request_hash(question, conversation_id, collection)
+    )
+    return (claimed, None) if isinstance(claimed, Message) else (None, claimed)
+
+
 def idempotency_complete(claim: IdempotencyKey, *, message: Message, usage: dict[str, Any]) -> None:
     claim.message = message
     claim.usage = usage

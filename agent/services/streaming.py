@@ -19,7 +19,6 @@ from typing import Any
 from django.conf import settings
 from django.urls import reverse
 
-from agent.models import Message
 from agent.pipeline.compose import answer_compose
 from agent.pipeline.schema import AnswerOut, ClaimOut
 from agent.pipeline.validate import citations_validate
@@ -35,7 +34,7 @@ from agent.services.answering import (
     outcome_replayed,
 )
 from agent.services.chain import chain_eligible, chain_record, trace_generation
-from agent.services.idempotency import idempotency_claim, idempotency_complete, request_hash
+from agent.services.idempotency import idempotency_begin, idempotency_complete
 from ragapp.errors import ProviderError
 from retrieval.providers.registry import embedder
 
@@ -54,16 +53,15 @@ def answer_stream(
 ) -> Iterator[Event]:
     """Validate the request and do everything up to generation now (so errors such as an
     exceeded budget are raised before the stream opens); the returned iterator generates."""
-    claim = None
-    if idempotency_key:
-        claimed = idempotency_claim(
-            user=user,
-            key=idempotency_key,
-            request_hash=request_hash(question, conversation_id, collection),
-        )
-        if isinstance(claimed, Message):
-            return iter([("done", outcome_replayed(claimed))])
-        claim = claimed
+    replay, claim = idempotency_begin(
+        user=user,
+        key=idempotency_key,
+        question=question,
+        conversation_id=conversation_id,
+        collection=collection,
+    )
+    if replay is not None:
+        return iter([("done", outcome_replayed(replay))])
     try:
         turn = answer_prepare(
             user=user, question=question, conversation_id=conversation_id, collection=collection
