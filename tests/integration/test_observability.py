@@ -61,6 +61,24 @@ def test_metrics_count_answers_by_decision_after_known_traffic(client_for, alice
     )
 
 
+def test_ingest_stage_durations_are_a_histogram_per_stage(client_for, bob, sample_kb):
+    text = client_for(bob).get("/metrics").content.decode()
+    timings = [d.stage_seconds for d in sample_kb]
+    for stage in ("parse", "chunk", "embed", "index"):
+        count = metric_value(text, "ragapp_ingest_stage_seconds_count", stage=stage)
+        assert count == len(sample_kb)
+        assert metric_value(text, "ragapp_ingest_stage_seconds_bucket", stage=stage, le="+Inf") == (
+            count
+        )
+        assert metric_value(text, "ragapp_ingest_stage_seconds_sum", stage=stage) == pytest.approx(
+            sum(t[stage] for t in timings), abs=1e-6
+        )
+        fast = sum(1 for t in timings if t[stage] <= 0.5)
+        assert metric_value(text, "ragapp_ingest_stage_seconds_bucket", stage=stage, le="0.5") == (
+            fast
+        )
+
+
 def test_every_response_carries_a_request_id_and_keeps_a_valid_incoming_one(client):
     assert len(client.get("/healthz")["X-Request-ID"]) == 32
     assert client.get("/healthz", HTTP_X_REQUEST_ID="abcdef12-3456")["X-Request-ID"] == (

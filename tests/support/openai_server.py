@@ -10,6 +10,12 @@ Each request consumes the next scripted behaviour, or the default (an obedient a
 
 Behaviours: ``ok``, ``status``, ``delay``, ``malformed``, ``finish_length``, ``empty``, ``refusal``,
 ``no_usage``, ``hang_up``, ``cut_stream``. Requests with ``"stream": true`` get SSE chunks.
+
+The Batch API too: ``POST /v1/files`` (a multipart JSONL upload), ``POST /v1/batches`` (each line
+of the file is answered like a chat request, consuming the next behaviour: a ``status`` behaviour
+becomes that line's error response), ``GET /v1/batches/<id>`` (``in_progress`` on the first poll,
+then ``completed``) and ``GET /v1/files/<id>/content``. ``server.files`` and ``server.batches``
+hold what was uploaded and created.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from email.parser import BytesParser
+from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -138,6 +146,8 @@ class FakeOpenAIServer:
         self._queue: deque[Behaviour] = deque()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self.files: dict[str, bytes] = {}
+        self.batches: dict[str, dict[str, Any]] = {}
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -200,9 +210,30 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # the stdlib's signature
         pass  # keep test output clean
 
+    def do_GET(self) -> None:  # the stdlib's name
+        path = self.path.split("?")[0]
+        batch = re.fullmatch(r"/v1/batches/([\w-]+)", path)
+        content = re.fullmatch(r"/v1/files/([\w-]+)/content", path)
+        if batch and batch.group(1) in self.fake.batches:
+            record = self.fake.batches[batch.group(1)]
+            record["polls"] += 1
+            self._send_json(200, _batch_object(record))
+        elif content and content.group(1) in self.fake.files:
+            data = self.fake.files[content.group(1)]
+            self._send_bytes(200, data, "application/octet-stream", {})
+        else:
+            self._send_json(404, _error_body(404, f"no route {self.path}"))
+
     def do_POST(self) -> None:  # the stdlib's name
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
+        path = self.path.split("?")[0]
+        if path == "/v1/files":
+            self._upload(raw)
+            return
+        if path == "/v1/batches":
+            self._create_batch(json.loads(raw))
+            return
         body = json.loads(raw) if raw else {}
         headers = {name.lower(): value for name, value in self.headers.items()}
         behaviour = self.fake._receive(RecordedRequest(self.path, headers, body))
@@ -213,6 +244,48 @@ class _Handler(BaseHTTPRequestHandler):
             self._respond(behaviour, body)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client gave up (e.g. its read timeout)
+
+    def _upload(self, raw: bytes) -> None:
+        envelope = f"Content-Type: {self.headers['Content-Type']}\r\n\r\n".encode() + raw
+        parts = BytesParser(policy=HTTP).parsebytes(envelope).iter_parts()
+        fields = {part.get_param("name", header="content-disposition"): part for part in parts}
+        data = fields["file"].get_payload(decode=True)
+        file_id = f"file-{len(self.fake.files) + 1}"
+        self.fake.files[file_id] = data
+        self._send_json(200, _file_object(file_id, len(data), "batch"))
+
+    def _create_batch(self, request: dict[str, Any]) -> None:
+        """Answer every line now; the batch reports it on the second status poll."""
+        lines = []
+        for line in self.fake.files[request["input_file_id"]].decode().splitlines():
+            item = json.loads(line)
+            recorded = RecordedRequest(item["url"], {}, item["body"])
+            behaviour = self.fake._receive(recorded)
+            if behaviour.kind == "status":
+                code, payload = behaviour.status, _error_body(behaviour.status, "scripted")
+            else:
+                code, payload = 200, _Reply.build(behaviour, item["body"]).completion()
+            response = {"status_code": code, "request_id": f"req-{len(lines)}", "body": payload}
+            lines.append(
+                {
+                    "id": f"batch_req_{len(lines)}",
+                    "custom_id": item["custom_id"],
+                    "response": response,
+                    "error": None,
+                }
+            )
+        output_id = f"file-{len(self.fake.files) + 1}"
+        self.fake.files[output_id] = "\n".join(json.dumps(line) for line in lines).encode()
+        batch_id = f"batch_{len(self.fake.batches) + 1}"
+        record = {
+            "id": batch_id,
+            "request": request,
+            "output_file_id": output_id,
+            "total": len(lines),
+            "polls": 0,
+        }
+        self.fake.batches[batch_id] = record
+        self._send_json(200, _batch_object(record))
 
     def _respond(self, behaviour: Behaviour, body: dict[str, Any]) -> None:
         if behaviour.delay_s:
@@ -347,3 +420,35 @@ def _usage(
 def _error_body(code: int, message: str) -> dict[str, Any]:
     kind = "invalid_request_error" if code < 500 else "server_error"
     return {"error": {"message": message, "type": kind, "param": None, "code": str(code)}}
+
+
+def _file_object(file_id: str, size: int, purpose: str) -> dict[str, Any]:
+    return {
+        "id": file_id,
+        "object": "file",
+        "bytes": size,
+        "created_at": int(time.time()),
+        "filename": "questions.jsonl",
+        "purpose": purpose,
+        "status": "processed",
+    }
+
+
+def _batch_object(record: dict[str, Any]) -> dict[str, Any]:
+    done = record["polls"] >= 2  # the create response and the first poll: in progress
+    return {
+        "id": record["id"],
+        "object": "batch",
+        "endpoint": record["request"]["endpoint"],
+        "input_file_id": record["request"]["input_file_id"],
+        "completion_window": record["request"]["completion_window"],
+        "status": "completed" if done else "in_progress",
+        "output_file_id": record["output_file_id"] if done else None,
+        "error_file_id": None,
+        "created_at": int(time.time()),
+        "request_counts": {
+            "total": record["total"],
+            "completed": record["total"] if done else 0,
+            "failed": 0,
+        },
+    }

@@ -16,10 +16,14 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
 from ragapp import embedded_db
+from ragapp.celery import worker_command
 
 
 class Command(BaseCommand):
-    help = "Migrate, create the admin, start a Celery worker and gunicorn, ingest the samples."
+    help = (
+        "Migrate, create the admin, start a Celery worker (with beat) and gunicorn, ingest the"
+        " samples."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
@@ -33,18 +37,12 @@ class Command(BaseCommand):
         metrics_dir.mkdir()
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
         children = [
+            # One worker for both ingestion queues, with Celery beat inside it (-B) for the
+            # periodic tasks; in production each is its own service (docker-compose.yml).
             subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "ragapp",
-                    "worker",
-                    "--loglevel=INFO",
-                    "--concurrency=1",
-                    "--hostname=worker@%h",
-                ],
+                worker_command(
+                    hostname="worker@%h", beat_schedule=settings.DATA_DIR / "celerybeat-schedule"
+                ),
                 env=env,
             ),
             subprocess.Popen(
