@@ -14,8 +14,14 @@ from ingestion.models import Chunk, Collection, Document
 
 @admin.register(Collection)
 class CollectionAdmin(admin.ModelAdmin):
-    list_display = ["name", "slug", "document_count", "created_at"]
+    """Who may read a collection: the users and groups granted here, everyone signed in when it
+    is public; admins always."""
+
+    list_display = ["name", "slug", "public", "document_count", "created_at"]
+    list_filter = ["public"]
     prepopulated_fields = {"slug": ["name"]}
+    fields = ["name", "slug", "public", "users", "groups"]
+    filter_horizontal = ["users", "groups"]
 
     def get_queryset(self, request: HttpRequest):  # type: ignore[no-untyped-def]
         return super().get_queryset(request).annotate(n_docs=Count("documents"))

@@ -8,10 +8,25 @@ from pgvector.django import HnswIndex, VectorField
 
 
 class Collection(models.Model):
-    """A knowledge base. Every document belongs to exactly one."""
+    """A knowledge base. Every document belongs to exactly one.
+
+    Who may read it: the users and groups granted here, every signed-in user when it is public
+    (and anonymous visitors too when RAGAPP_ANONYMOUS_CHAT is on), and admins always.
+    """
 
     slug = models.SlugField(max_length=64, unique=True)
     name = models.CharField(max_length=200)
+    public = models.BooleanField(
+        default=False,
+        help_text="readable by every signed-in user (and by anonymous visitors when anonymous "
+        "chat is on)",
+    )
+    users = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="collections", help_text="may read it"
+    )
+    groups = models.ManyToManyField(
+        "auth.Group", blank=True, related_name="collections", help_text="whose members may read it"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
@@ -111,13 +126,15 @@ class Chunk(models.Model):
             models.UniqueConstraint(fields=["document", "index"], name="chunk_unique_index")
         ]
         indexes = [
+            # Finds chunks of another model (after a model change) without reading every chunk.
+            models.Index(fields=["embedding_model", "id"], name="chunk_model_id"),
             HnswIndex(
                 name="chunk_embedding_hnsw",
                 fields=["embedding"],
                 m=16,
                 ef_construction=64,
                 opclasses=["vector_cosine_ops"],
-            )
+            ),
         ]
 
     def __str__(self) -> str:
@@ -125,10 +142,11 @@ class Chunk(models.Model):
 
 
 class PendingChunk(models.Model):
-    """A chunk embedded but not yet published: the staging area of one ingestion run.
+    """A chunk not yet published: the staging area between the parse and the embed stage.
 
-    Embedded batches land here as they are done, so a run that is killed resumes with only the
-    missing embeddings; publishing copies them into `Chunk` in one transaction.
+    The parse stage writes the drafts without vectors; the embed stage fills in vectors batch
+    by batch, so a run that is killed resumes with only the missing ones; publishing copies
+    them into `Chunk` in one transaction.
     """
 
     document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="+")
@@ -137,8 +155,8 @@ class PendingChunk(models.Model):
     page = models.PositiveIntegerField(null=True, blank=True)
     heading = models.CharField(max_length=500, blank=True)
     token_count = models.PositiveIntegerField(default=0)
-    embedding = VectorField(dimensions=settings.RAGAPP_EMBEDDING_DIM)
-    embedding_model = models.CharField(max_length=200)
+    embedding = VectorField(dimensions=settings.RAGAPP_EMBEDDING_DIM, null=True)
+    embedding_model = models.CharField(max_length=200, blank=True, default="")
     flagged = models.BooleanField(default=False)
     flag_reason = models.CharField(max_length=200, blank=True)
 

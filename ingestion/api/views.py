@@ -1,4 +1,8 @@
-"""REST API for documents: upload, list, status, delete. One view per operation."""
+"""REST API for documents: upload, list, status, delete. One view per operation.
+
+Every caller reads only the documents of the collections they may read (a foreign document
+answers 404 like a missing one); uploading and deleting also need the model permissions
+(``ingestion.add_document``, ``ingestion.delete_document``: the admin role)."""
 
 from __future__ import annotations
 
@@ -7,12 +11,13 @@ from typing import Any
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.parsers import MultiPartParser
+from rest_framework.permissions import DjangoModelPermissions
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ingestion import selectors, services
-from ingestion.models import Document
+from ingestion.models import Collection, Document
 
 
 def document_out(document: Document) -> dict[str, Any]:
@@ -40,8 +45,17 @@ def document_out(document: Document) -> dict[str, Any]:
     }
 
 
+def _upload_collection(slug: str, *, user: Any) -> Collection:
+    """The collection to upload into: one the user may read; only admins create new ones."""
+    if selectors.user_sees_all_collections(user):
+        return services.collection_get_or_create(slug)
+    return selectors.collection_get_visible(slug, user=user)
+
+
 class DocumentListCreateApi(APIView):
     parser_classes = [MultiPartParser]
+    permission_classes = [DjangoModelPermissions]  # reads: signed in; writes: the permission
+    queryset = Document.objects.none()  # names the model whose permissions apply
 
     class InputSerializer(serializers.Serializer):
         file = serializers.FileField(allow_empty_file=True)
@@ -49,7 +63,7 @@ class DocumentListCreateApi(APIView):
         title = serializers.CharField(required=False, allow_blank=True, max_length=300)
 
     def get(self, request: Request) -> Response:
-        return Response([document_out(d) for d in selectors.document_list()[:500]])
+        return Response([document_out(d) for d in selectors.document_list(user=request.user)[:500]])
 
     @extend_schema(request={"multipart/form-data": InputSerializer})
     def post(self, request: Request) -> Response:
@@ -60,8 +74,9 @@ class DocumentListCreateApi(APIView):
         services.upload_check_limits(sizes=[upload.size for upload in uploads])
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        collection = services.collection_get_or_create(
-            data.validated_data.get("collection") or services.DEFAULT_COLLECTION
+        collection = _upload_collection(
+            data.validated_data.get("collection") or services.DEFAULT_COLLECTION,
+            user=request.user,
         )
         results = []
         for upload in uploads:
@@ -83,9 +98,12 @@ class DocumentListCreateApi(APIView):
 
 
 class DocumentDetailApi(APIView):
+    permission_classes = [DjangoModelPermissions]
+    queryset = Document.objects.none()
+
     def get(self, request: Request, document_id: str) -> Response:
-        return Response(document_out(selectors.document_get(document_id)))
+        return Response(document_out(selectors.document_get(document_id, user=request.user)))
 
     def delete(self, request: Request, document_id: str) -> Response:
-        services.document_delete(document=selectors.document_get(document_id))
+        services.document_delete(document=selectors.document_get(document_id, user=request.user))
         return Response(status=status.HTTP_204_NO_CONTENT)

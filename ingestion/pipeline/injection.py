@@ -49,6 +49,19 @@ _OFF_TASK = re.compile(
     re.IGNORECASE,
 )
 
+# Parsers fold single line breaks into spaces, so an instruction pasted on a line of its own
+# arrives mid-sentence ("...The Mercury Team Compose a letter to ..."): the same openers,
+# capitalised, straight after a capitalised word or a number (the end of a signature or a footer
+# line) with no sentence punctuation between. Case-sensitive, so a button named mid-sentence
+# ("choose Create a notebook") does not count.
+_FOLDED_TASK = re.compile(
+    r"(\b[A-Z]\w*|[\d)])\s+((Please\s+)?(Compose|Write|Draft|Explain|Translate|Recommend|Suggest|Describe|"
+    r"Summari[sz]e|Generate|Create|Tell me|Teach me|Give me|Show me|List)\s+(a|an|the|me|how|"
+    r"what|why|some|three|five|ten|\d+)\b|Provide an? (example|explanation|list|tutorial)\b|"
+    r"(How do (I|you)|How can I|What (is|are) the|Who (wrote|invented|painted|discovered)|"
+    r"What's|Why (is|does|do))\b[^?\n]{3,120}\?)"
+)
+
 
 def injection_reason(text: str, *, hidden: bool = False) -> str:
     """A short reason when `text` looks like instructions aimed at the model, else ""."""
@@ -62,7 +75,7 @@ def injection_reason(text: str, *, hidden: bool = False) -> str:
     match = _ADDRESSES_MODEL.search(text)
     if match:
         return f"addresses the assistant: {_quote(match.group(0))}"
-    match = _OFF_TASK.search(text)
+    match = _OFF_TASK.search(text) or _FOLDED_TASK.search(text)
     if match:
         return f"task for a chatbot: {_quote(match.group(0))}"
     return ""

@@ -9,10 +9,13 @@ from ingestion import services
 
 
 class Command(BaseCommand):
-    help = "Queue the bundled sample knowledge base for ingestion (unchanged files are skipped)."
+    help = (
+        "Queue the bundled sample knowledge base for ingestion (unchanged files are skipped) in"
+        " the default collection, marked public so every signed-in user can ask it."
+    )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        collection = services.collection_get_or_create()
+        collection = services.collection_get_or_create(public=True)
         folder = settings.RAGAPP_SAMPLE_KB_DIR
         for path in sorted(folder.iterdir()):
             if path.name.lower() == "readme.md" or not path.is_file():

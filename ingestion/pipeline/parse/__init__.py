@@ -9,6 +9,7 @@ family of formats reads the content:
     office.py    DOCX, PPTX, XLSX
     markup.py    HTML (cleaned, hidden text kept apart), Markdown, plain text
     mail.py      EML and MSG, attachments returned for child documents
+    archive.py   zip bombs and decompression bombs, refused before anything is inflated
     elements.py  shared helpers over unstructured, tables as Markdown rows
 
 Every failure the document itself causes becomes a `ParseError` with a short reason a person
@@ -20,7 +21,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ingestion.pipeline.parse import mail, markup, ocr, office, pdf
+from ingestion.pipeline.parse import archive, mail, markup, ocr, office, pdf
 from ingestion.pipeline.parse.elements import configure_unstructured, html_table_to_markdown
 from ingestion.pipeline.parse.sniff import decode_text, detect_content_type
 from ingestion.pipeline.parse.types import (
@@ -39,6 +40,7 @@ from ingestion.pipeline.parse.types import (
     Block,
     ParsedDocument,
     ParseError,
+    ParseLimits,
     Progress,
     one_line,
 )
@@ -58,6 +60,7 @@ __all__ = [
     "Attachment",
     "Block",
     "ParseError",
+    "ParseLimits",
     "ParsedDocument",
     "decode_text",
     "detect_content_type",
@@ -72,22 +75,27 @@ def parse_file(
     filename: str,
     on_progress: Progress | None = None,
     ocr_languages: str = "eng",
+    limits: ParseLimits | None = None,
 ) -> ParsedDocument:
     """Parse the file at `path`; `filename` is the uploaded name (used for the title and suffix).
 
     `on_progress(done, total)` is called as pages, slides or sheets are read.
-    Raises `ParseError` for unsupported, encrypted, corrupt or empty files.
+    Raises `ParseError` for unsupported, encrypted, corrupt or empty files, and refuses
+    (``"refused: ..."``) archives and images that would expand past `limits`.
     """
+    limits = limits or ParseLimits()
     content_type = detect_content_type(path, filename=filename)
+    if content_type in (DOCX, PPTX, XLSX):  # every Office Open XML file is a ZIP container
+        archive.archive_check(path, limits)
     configure_unstructured()
     attachments: list[Attachment] = []
     pages = ocr_pages = 0
     if content_type == PDF:
         meta_title, blocks, pages, ocr_pages = pdf.parse_pdf(
-            path, on_progress=on_progress, ocr_languages=ocr_languages
+            path, on_progress=on_progress, ocr_languages=ocr_languages, limits=limits
         )
     elif content_type in IMAGE_TYPES:
-        blocks = _image_blocks(path, ocr_languages)
+        blocks = _image_blocks(path, ocr_languages, limits)
         meta_title, pages, ocr_pages = "", 1, 1
     elif content_type == DOCX:
         meta_title, blocks = office.parse_docx(path)
@@ -139,13 +147,18 @@ def _text_blocks(text: str, content_type: str) -> tuple[str, list[Block]]:
     return "", markup.text_to_blocks(text)
 
 
-def _image_blocks(path: Path, ocr_languages: str) -> list[Block]:
+def _image_blocks(path: Path, ocr_languages: str, limits: ParseLimits) -> list[Block]:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
+        with Image.open(path) as image:  # reads the header only: the size is declared, not decoded
+            archive.image_check(*image.size, limits)
             image.load()
             return ocr.ocr_blocks(ocr.ocr_image(image, languages=ocr_languages), page=1)
+    except Image.DecompressionBombError:  # PIL's own ceiling, should ours be set higher
+        raise ParseError(
+            "refused: the image declares too many pixels (decompression bomb?)"
+        ) from None
     except (UnidentifiedImageError, OSError, SyntaxError):
         # PIL's messages carry the server-side path: say it plainly instead.
         raise ParseError("corrupt image: the image data cannot be decoded") from None

@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from ingestion.pipeline.parse import ocr
+from ingestion.pipeline.parse.archive import image_check
 from ingestion.pipeline.parse.elements import (
     configure_unstructured,
     elements_to_blocks,
     run_partitioner,
     settle_pdf_titles,
 )
-from ingestion.pipeline.parse.types import Block, ParseError, Progress, short
+from ingestion.pipeline.parse.types import Block, ParseError, ParseLimits, Progress, short
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ _MAX_SINGLE_LETTER_SHARE = 0.4
 
 
 def parse_pdf(
-    path: Path, *, on_progress: Progress | None, ocr_languages: str
+    path: Path, *, on_progress: Progress | None, ocr_languages: str, limits: ParseLimits
 ) -> tuple[str, list[Block], int, int]:
     """Return (metadata title, blocks, pages, pages read with OCR)."""
     import pypdfium2
@@ -51,7 +52,7 @@ def parse_pdf(
         page_blocks: list[list[Block]] = []
         from_ocr: set[int] = set()
         for number in range(1, total + 1):
-            blocks, used_ocr = _page_blocks(pdf, number, ocr_languages)
+            blocks, used_ocr = _page_blocks(pdf, number, ocr_languages, limits)
             page_blocks.append(blocks)
             if used_ocr:
                 from_ocr.add(number)
@@ -66,7 +67,9 @@ def parse_pdf(
     return title, [block for blocks in page_blocks for block in blocks], total, len(from_ocr)
 
 
-def _page_blocks(pdf: Any, number: int, ocr_languages: str) -> tuple[list[Block], bool]:
+def _page_blocks(
+    pdf: Any, number: int, ocr_languages: str, limits: ParseLimits
+) -> tuple[list[Block], bool]:
     page = pdf[number - 1]
     try:
         textpage = page.get_textpage()
@@ -82,6 +85,9 @@ def _page_blocks(pdf: Any, number: int, ocr_languages: str) -> tuple[list[Block]
             and ocr.tesseract_available()
         )
         if needs_ocr:
+            # A page may declare any size: check the bitmap before pdfium allocates it.
+            width, height = (round(side * OCR_DPI / 72) for side in page.get_size())
+            image_check(width, height, limits, what=f"page {number} rendered for OCR")
             bitmap = page.render(scale=OCR_DPI / 72)
             recognised = ocr.ocr_image(bitmap.to_pil(), languages=ocr_languages)
             bitmap.close()

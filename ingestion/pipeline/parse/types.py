@@ -53,6 +53,16 @@ class ParsedDocument:
     ocr_pages: int = 0  # pages whose text came from OCR
 
 
+@dataclass(frozen=True)
+class ParseLimits:
+    """What a single upload may expand to; set from RAGAPP_MAX_UNCOMPRESSED_MB and friends."""
+
+    max_uncompressed_bytes: int = 300 * 1024 * 1024
+    max_ratio: float = 200.0
+    max_entries: int = 10_000
+    max_image_pixels: int = 90_000_000
+
+
 class ParseError(Exception):
     """A document cannot be parsed; `reason` is short and safe to show to a person.
 

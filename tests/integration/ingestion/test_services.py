@@ -36,6 +36,42 @@ def test_a_processed_document_records_each_stage_and_its_seconds():
     assert not PendingChunk.objects.exists()
 
 
+def test_parsing_hands_the_staged_drafts_to_the_embed_stage_which_publishes_them():
+    document = stored()
+
+    assert services.document_parse(str(document.id), hand_off=False)
+
+    document.refresh_from_db()
+    assert (document.status, document.stage, document.attempts) == ("queued", "chunked", 0)
+    drafts = PendingChunk.objects.filter(document=document)
+    assert drafts.count() == document.progress_total > 0
+    assert set(drafts.values_list("embedding_model", flat=True)) == {""}  # no vectors yet
+    assert not services.document_parse(str(document.id))  # the parse task cannot take it again
+
+    assert services.document_embed(str(document.id))
+
+    document.refresh_from_db()
+    assert (document.status, document.stage, document.attempts) == ("ready", "indexed", 1)
+    assert Chunk.objects.filter(document=document).count() == document.progress_total
+    assert not drafts.exists()
+
+
+def test_a_reparse_keeps_the_vectors_of_unchanged_drafts_and_embeds_only_the_rest():
+    document = stored(NOTE + b"\n# Billing\n\nInvoices are sent on the first day of the month.\n")
+    services.document_parse(str(document.id), hand_off=False)
+    first = PendingChunk.objects.filter(document=document).order_by("index").first()
+    PendingChunk.objects.filter(id=first.id).update(embedding=[0.5] * 384, embedding_model="kept")
+    Document.objects.filter(id=document.id).update(status="queued", stage="stored")
+
+    services.document_parse(str(document.id), hand_off=False)  # the same drafts again
+
+    kept = PendingChunk.objects.get(document=document, index=first.index)
+    assert (kept.id, kept.embedding_model) == (first.id, "kept")
+    assert PendingChunk.objects.filter(document=document, embedding_model="").count() == (
+        PendingChunk.objects.filter(document=document).count() - 1
+    )
+
+
 def test_the_sweeper_requeues_a_stuck_document_and_fails_one_past_the_delivery_cap(settings):
     settings.RAGAPP_INGEST_MAX_ATTEMPTS = 3
     stuck, poison = stored(), stored(b"other text, also long enough to index.", "other.txt")
@@ -82,7 +118,9 @@ def test_chunks_of_another_model_are_reembedded_with_the_current_one():
     Chunk.objects.update(embedding_model="old-model@000000")
 
     assert services.chunk_models_stale()
-    assert services.chunk_reembed_stale() == Chunk.objects.count()
+    assert services.chunk_reembed(batch_size=1) == services.ReembedResult(
+        chunks=Chunk.objects.count(), more=False
+    )
     assert set(Chunk.objects.values_list("embedding_model", flat=True)) == {current}
     assert not services.chunk_models_stale()
 
