@@ -6,8 +6,10 @@ import logging
 import time
 from dataclasses import dataclass
 
+import numpy as np
 from django.conf import settings
 
+from ragapp.tracing import span, span_set, traced
 from retrieval.pipeline.fuse import reciprocal_rank_fusion
 from retrieval.providers.protocols import Candidate
 from retrieval.providers.registry import embedder, reranker
@@ -32,42 +34,60 @@ class RetrievalTrace:
     ranked: list[Candidate]
 
 
+@traced("ragapp.answer.retrieve")
 def passages_search(
     query: str,
     *,
     collection_ids: list[int] | None,
     candidates: int | None = None,
     top_k: int | None = None,
+    vector: np.ndarray | None = None,
 ) -> RetrievalTrace:
     """Run every retrieval stage for ``query`` within ``collection_ids`` (None: all).
 
     Dense and BM25 search each return ``candidates`` chunks; rank fusion merges them; then each
     fused candidate gets its exact dense similarity and its BM25 score,
     so the reranker sees both signals for every candidate, not only for the chunks that a
-    retriever happened to rank in its own top list.
+    retriever happened to rank in its own top list. ``vector``: the query's embedding when the
+    caller already has it (the answer cache embeds the question first), so it is made once.
     """
     n = candidates or settings.RAGAPP_CANDIDATES
     top_k = top_k or settings.RAGAPP_TOP_K
     emb = embedder()
-    vector = emb.embed_query(query)
-    dense = chunk_dense_search(vector, model=emb.name, collection_ids=collection_ids, limit=n)
-    lexical = chunk_lexical_search(query, model=emb.name, collection_ids=collection_ids, limit=n)
-    fused = reciprocal_rank_fusion(
-        {"dense": [cid for cid, _ in dense], "bm25": [cid for cid, _ in lexical]},
-        k=settings.RAGAPP_RRF_K,
-        weights=settings.RAGAPP_FUSION_WEIGHTS,
-    )
+    span_set(candidates=n, top_k=top_k, collections=len(collection_ids or []) or None)
+    if vector is None:
+        with span("ragapp.answer.retrieve.embed", embedding_model=emb.name):
+            vector = emb.embed_query(query)
+    with span("ragapp.answer.retrieve.dense"):
+        dense = chunk_dense_search(vector, model=emb.name, collection_ids=collection_ids, limit=n)
+        span_set(returned=len(dense))
+    with span("ragapp.answer.retrieve.lexical"):
+        lexical = chunk_lexical_search(
+            query, model=emb.name, collection_ids=collection_ids, limit=n
+        )
+        span_set(returned=len(lexical))
+    with span("ragapp.answer.retrieve.fuse", rrf_k=settings.RAGAPP_RRF_K):
+        fused = reciprocal_rank_fusion(
+            {"dense": [cid for cid, _ in dense], "bm25": [cid for cid, _ in lexical]},
+            k=settings.RAGAPP_RRF_K,
+            weights=settings.RAGAPP_FUSION_WEIGHTS,
+        )
+        span_set(returned=len(fused))
     rerank = reranker()
-    loaded = candidates_load(
-        [cid for cid, _ in fused],
-        query_vector=vector,
-        with_vectors=getattr(rerank, "needs_vectors", False),
-    )
-    if len(loaded) < len(fused):  # chunks deleted since the lexical index was built
-        found = {c.chunk_id for c in loaded}
-        chunk_lexical_forget(model=emb.name, chunk_ids=[c for c, _ in fused if c not in found])
-    _complete_scores(query, loaded, fused=dict(fused), model=emb.name)
-    ranked = rerank.rerank(query, loaded)[:top_k]
+    with span("ragapp.answer.retrieve.rerank", reranker=type(rerank).__name__):
+        loaded = candidates_load(
+            [cid for cid, _ in fused],
+            model=emb.name,
+            collection_ids=collection_ids,
+            query_vector=vector,
+            with_vectors=getattr(rerank, "needs_vectors", False),
+        )
+        if len(loaded) < len(fused):  # chunks deleted, moved or re-embedded since
+            found = {c.chunk_id for c in loaded}
+            chunk_lexical_forget(model=emb.name, chunk_ids=[c for c, _ in fused if c not in found])
+        _complete_scores(query, loaded, fused=dict(fused), model=emb.name)
+        ranked = rerank.rerank(query, loaded)[:top_k]
+        span_set(returned=len(ranked))
     return RetrievalTrace(dense=dense, lexical=lexical, fused=fused, ranked=ranked)
 
 
@@ -83,7 +103,11 @@ def _complete_scores(
 
 
 def passages_retrieve(
-    query: str, *, collection_ids: list[int] | None, top_k: int | None = None
+    query: str,
+    *,
+    collection_ids: list[int] | None,
+    top_k: int | None = None,
+    vector: np.ndarray | None = None,
 ) -> list[Candidate]:
     """The ``top_k`` best chunks for ``query`` within ``collection_ids`` (None: all).
 
@@ -91,7 +115,9 @@ def passages_retrieve(
     can see why it was chosen.
     """
     started = time.perf_counter()
-    ranked = passages_search(query, collection_ids=collection_ids, top_k=top_k).ranked
+    ranked = passages_search(
+        query, collection_ids=collection_ids, top_k=top_k, vector=vector
+    ).ranked
     logger.info(
         "retrieved",
         extra={"returned": len(ranked), "ms": int((time.perf_counter() - started) * 1000)},

@@ -1,105 +1,83 @@
-"""A faster CPU embedder: the packaged all-MiniLM-L6-v2 exported to ONNX and quantized to int8.
+"""A faster CPU embedder (``RAGAPP_EMBEDDER=onnx``): the same sentence-transformers folder
+exported to ONNX and quantized to int8, run by ONNX Runtime with length-sorted batches.
 
-Built locally from the packaged weights on first use (a few seconds; nothing is downloaded) and
-cached under ``<RAGAPP_DATA_DIR>/models/``. Vectors have cosine ~0.99 to the fp32 model's but are
-not identical, so this embedder has its own ``name``: switching to it re-embeds every chunk
-(retrieval never mixes the two). Not selected by default; see docs/ingestion.md.
+The export runs once, locally, from the packaged weights (a few seconds; nothing is downloaded)
+and is cached as ``<RAGAPP_DATA_DIR>/models/<model>-<weights digest>-<recipe>.onnx``; a process
+that finds the file uses it. Vectors have cosine ~0.99 to the fp32 model's but are not
+identical, so this embedder has its own ``name`` (``...-onnx-int8@<digest>``): switching to or
+from it re-embeds every chunk, and retrieval never mixes the two (docs/ingestion.md).
 """
 
 from __future__ import annotations
 
-import hashlib
+import json
 import logging
 import os
-import threading
+import tempfile
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
+from retrieval.providers.sentence_transformers import LocalEmbedder, weights_digest
+
 logger = logging.getLogger(__name__)
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# What the export does to the weights. Change it whenever the export or quantization changes:
+# it is part of the cached file's name and of the embedder's name (so chunks are re-embedded).
+RECIPE = "int8pc1"
 
 
-class OnnxInt8Embedder:
-    """Same interface as ``SentenceTransformerEmbedder`` (the ``Embedder`` protocol)."""
+class OnnxInt8Embedder(LocalEmbedder):
+    """all-MiniLM-L6-v2 (or any BERT-like sentence-transformers folder with mean pooling) in
+    ONNX Runtime, int8 per-channel weights on the MatMuls."""
 
-    def __init__(self, model: str = "", batch_size: int = 32, cache_dir: str = "") -> None:
-        from retrieval.providers.sentence_transformers import packaged_model_path
+    runtime = "onnx-int8"
 
-        self.path = Path(model) if model else packaged_model_path()
-        self.batch_size = batch_size
+    def __init__(self, *args: object, cache_dir: str = "", **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._cache_dir = Path(cache_dir) if cache_dir else None
-        self._lock = threading.Lock()
 
     @cached_property
-    def name(self) -> str:
-        return f"{self.path.name}-onnx-int8@{self._digest}"
-
-    @cached_property
-    def _digest(self) -> str:
-        digest = hashlib.sha256()
-        for weights in sorted(self.path.glob("*.safetensors")) or sorted(self.path.glob("*.bin")):
-            with weights.open("rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(block)
-        return digest.hexdigest()[:12]
-
-    @property
-    def dim(self) -> int:
-        return 384
-
-    @cached_property
-    def _tokenizer(self):  # type: ignore[no-untyped-def]
-        from transformers import AutoTokenizer
-
-        return AutoTokenizer.from_pretrained(str(self.path))
+    def dim(self) -> int:  # type: ignore[override]
+        return int(json.loads((self.path / "config.json").read_text())["hidden_size"])
 
     @cached_property
     def _session(self):  # type: ignore[no-untyped-def]
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = int(os.environ.get("RAGAPP_ONNX_THREADS", "0")) or 2
+        options.intra_op_num_threads = self.threads or 0  # 0: one per core
+        options.inter_op_num_threads = 1
         with self._lock:
-            model_file = self._model_file()
+            model_file = self.model_file()
         return ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
 
-    def _model_file(self) -> Path:
-        from django.conf import settings
-
-        folder = self._cache_dir or settings.DATA_DIR / "models"
-        folder.mkdir(parents=True, exist_ok=True)
-        int8 = folder / f"minilm-{self._digest}-int8pc.onnx"
-        if int8.exists():
-            return int8
-        fp32 = folder / f"minilm-{self._digest}-fp32.onnx"
-        logger.info("exporting the embedder to ONNX int8", extra={"path": str(int8)})
-        _export(self.path, fp32)
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        partial = int8.with_suffix(".partial")
-        # Per-channel weights on the MatMuls only: cosine ~0.99 to fp32 (per-tensor over every
-        # op measured 0.89-0.94 here).
-        quantize_dynamic(
-            str(fp32),
-            str(partial),
-            weight_type=QuantType.QInt8,
-            per_channel=True,
-            op_types_to_quantize=["MatMul"],
-        )
-        partial.rename(int8)
-        fp32.unlink(missing_ok=True)
-        return int8
+    @property
+    def loaded(self) -> bool:
+        return "_session" in vars(self)
 
     def load(self) -> None:
         _ = self._session
 
-    @property
-    def max_tokens(self) -> int:
-        return 256
+    def model_file(self) -> Path:
+        """The quantized model on disk, exported now when it is not there yet."""
+        from django.conf import settings
+
+        folder = self._cache_dir or settings.DATA_DIR / "models"
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"{self.path.name}-{weights_digest(self.path)}-{RECIPE}.onnx"
+        if target.exists():
+            return target
+        logger.info("exporting the embedder to ONNX int8", extra={"path": str(target)})
+        # Private temporary files, renamed into place: processes exporting at the same time
+        # (web and worker starting together) never read a half-written model.
+        with tempfile.TemporaryDirectory(dir=folder) as tmp:
+            fp32, int8 = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+            _export(self.path, fp32)
+            _quantize(fp32, int8)
+            os.replace(int8, target)
+        return target
 
     def embed_documents(self, texts: list[str]) -> np.ndarray:
         if not texts:
@@ -124,15 +102,25 @@ class OnnxInt8Embedder:
             ).astype(np.int64),
         }
         (hidden,) = self._session.run(["last_hidden_state"], feeds)
+        # Mean pooling over real tokens, then unit length: what the sentence-transformers
+        # folder's pooling and normalize modules do.
         mask = feeds["attention_mask"][..., None].astype(np.float32)
         pooled = (hidden * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
         return pooled / np.linalg.norm(pooled, axis=1, keepdims=True).clip(1e-12)
 
-    def embed_query(self, text: str) -> np.ndarray:
-        return self.embed_documents([text])[0]
 
-    def count_tokens(self, text: str) -> int:
-        return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
+def _quantize(fp32: Path, int8: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # Per-channel weights on the MatMuls only: cosine ~0.99 to fp32 (per-tensor over every op
+    # measured 0.89-0.94 here).
+    quantize_dynamic(
+        str(fp32),
+        str(int8),
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        op_types_to_quantize=["MatMul"],
+    )
 
 
 def _export(model_path: Path, target: Path) -> None:
@@ -153,25 +141,20 @@ def _export(model_path: Path, target: Path) -> None:
             ).last_hidden_state
 
     model = _Encoder().eval()
-    dummy = {
-        "input_ids": torch.ones(1, 8, dtype=torch.long),
-        "attention_mask": torch.ones(1, 8, dtype=torch.long),
-        "token_type_ids": torch.zeros(1, 8, dtype=torch.long),
-    }
+    dummy = tuple(
+        torch.ones(1, 8, dtype=torch.long) if i < 2 else torch.zeros(1, 8, dtype=torch.long)
+        for i in range(3)
+    )
     dynamic = {0: "batch", 1: "sequence"}
+    names = ["input_ids", "attention_mask", "token_type_ids"]
     with torch.no_grad():
         torch.onnx.export(
             model,
-            (dummy["input_ids"], dummy["attention_mask"], dummy["token_type_ids"]),
+            dummy,
             str(target),
-            input_names=["input_ids", "attention_mask", "token_type_ids"],
+            input_names=names,
             output_names=["last_hidden_state"],
-            dynamic_axes={
-                "input_ids": dynamic,
-                "attention_mask": dynamic,
-                "token_type_ids": dynamic,
-                "last_hidden_state": dynamic,
-            },
+            dynamic_axes={name: dynamic for name in [*names, "last_hidden_state"]},
             opset_version=17,
             dynamo=False,
         )

@@ -9,14 +9,28 @@ import numpy as np
 
 
 class Embedder(Protocol):
-    """Maps text to unit-length vectors. ``name`` identifies the model and its weights."""
+    """Maps text to unit-length vectors.
+
+    ``name`` identifies the model, its weights and the runtime that produced the vectors: every
+    chunk stores it, and retrieval only compares vectors of the same ``name``.
+    """
 
     name: str
     dim: int
+    max_tokens: int
+
+    @property
+    def loaded(self) -> bool: ...
+
+    def load(self) -> None: ...
 
     def embed_documents(self, texts: list[str]) -> np.ndarray: ...
 
     def embed_query(self, text: str) -> np.ndarray: ...
+
+    def embed_sentences(self, texts: list[str]) -> np.ndarray:
+        """``embed_documents`` with a cache of recent short texts (sentences, questions)."""
+        ...
 
     def count_tokens(self, text: str) -> int: ...
 

@@ -6,18 +6,27 @@ from functools import cache
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
 
 from retrieval.providers.protocols import Embedder, Reranker
+
+# RAGAPP_EMBEDDER -> class. Each kind names its vectors differently (see Embedder.name).
+EMBEDDERS = {
+    "torch": "retrieval.providers.sentence_transformers.SentenceTransformerEmbedder",
+    "onnx": "retrieval.providers.onnx_embedder.OnnxInt8Embedder",
+}
 
 
 @cache
 def embedder() -> Embedder:
-    from retrieval.providers.sentence_transformers import SentenceTransformerEmbedder
-
-    return SentenceTransformerEmbedder(
+    """The embedder of ``RAGAPP_EMBEDDER`` for the ``RAGAPP_EMBEDDING_MODEL`` folder."""
+    if settings.RAGAPP_EMBEDDER not in EMBEDDERS:
+        raise ImproperlyConfigured(f"unknown RAGAPP_EMBEDDER {settings.RAGAPP_EMBEDDER!r}")
+    cls = import_string(EMBEDDERS[settings.RAGAPP_EMBEDDER])
+    return cls(  # type: ignore[no-any-return]
         settings.RAGAPP_EMBEDDING_MODEL,
         batch_size=settings.RAGAPP_EMBEDDING_BATCH,
-        threads=settings.RAGAPP_TORCH_THREADS,
+        threads=settings.RAGAPP_EMBEDDER_THREADS,
     )
 
 

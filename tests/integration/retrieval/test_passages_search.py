@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from retrieval.services import passages_retrieve, passages_search
@@ -30,3 +31,19 @@ def test_the_trace_reports_each_stage(sample_kb):
     assert len(trace.dense) <= 5 and len(trace.lexical) <= 5
     assert {cid for cid, _ in trace.fused} == {cid for cid, _ in trace.dense + trace.lexical}
     assert len(trace.ranked) <= 3
+
+
+def test_candidates_load_their_stored_vectors_exactly_from_the_binary_form(sample_kb):
+    from ingestion.models import Chunk
+    from retrieval.providers.registry import embedder
+    from retrieval.selectors import candidates_load
+
+    stored = dict(Chunk.objects.values_list("id", "embedding")[:20])
+
+    loaded = candidates_load(list(stored), model=embedder().name, with_vectors=True)
+
+    assert [c.chunk_id for c in loaded] == list(stored)
+    for candidate in loaded:
+        assert candidate.embedding.dtype == np.float32
+        expected = np.asarray(stored[candidate.chunk_id], dtype=np.float32)  # stored as float4
+        np.testing.assert_array_equal(candidate.embedding, expected)
