@@ -27,3 +27,22 @@ def chat_model_settings(app_configs: Any, **kwargs: Any) -> list[Error]:
                 )
             )
     return errors
+
+
+@register()
+def prompt_registry(app_configs: Any, **kwargs: Any) -> list[Error]:
+    """A released prompt version is immutable, and ``RAGAPP_PROMPT`` names one that loads."""
+    from agent.pipeline.prompt import PROMPT_FOLDERS, prompt_load, prompt_lock_problems
+
+    errors = [
+        Error(
+            problem, hint="add a new version file and run `manage.py prompt_lock`", id="agent.E010"
+        )
+        for folder in PROMPT_FOLDERS
+        for problem in prompt_lock_problems(folder)
+    ]
+    try:
+        prompt_load(settings.RAGAPP_PROMPT)
+    except (LookupError, KeyError, ValueError) as exc:
+        errors.append(Error(f"RAGAPP_PROMPT {settings.RAGAPP_PROMPT!r}: {exc}", id="agent.E011"))
+    return errors

@@ -3,14 +3,24 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from pgvector.django import VectorField
 
 
 class Conversation(models.Model):
+    """A user's conversation, or an anonymous visitor's (no user; tied to the session)."""
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="conversations",
+    )
+    session_key = models.CharField(
+        max_length=40, blank=True, db_index=True, help_text="the anonymous visitor's session"
     )
     title = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -18,6 +28,12 @@ class Conversation(models.Model):
 
     class Meta:
         ordering = ["-updated_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(user__isnull=False) | ~models.Q(session_key=""),
+                name="conversation_has_an_owner",
+            )
+        ]
 
     def __str__(self) -> str:
         return self.title or str(self.id)
@@ -52,21 +68,36 @@ class Message(models.Model):
     route = models.CharField(max_length=20, blank=True, help_text="the router's choice")
     cache = models.CharField(max_length=10, blank=True, help_text="exact, semantic or empty")
     partial = models.BooleanField(default=False, help_text="the stream was cut mid-answer")
+    from_reviewer = models.BooleanField(
+        default=False, help_text="written by a person from the review queue, not generated"
+    )
     # Why the answer is what it is: route reason, rewrite, removed claims, support scores, timings.
     trace = models.JSONField(default=dict, blank=True)
+    trace_id = models.CharField(
+        max_length=32, blank=True, db_index=True, help_text="OpenTelemetry trace (32 hex)"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["created_at", "id"]
+        permissions = [("review_message", "Can review answers (the review queue)")]
 
     def __str__(self) -> str:
         return f"{self.role}: {self.text[:60]}"
 
 
 class Feedback(models.Model):
+    class Reason(models.TextChoices):
+        WRONG = "wrong", "Wrong"
+        NOT_GROUNDED = "not_grounded", "Not backed by the sources"
+        INCOMPLETE = "incomplete", "Incomplete"
+        UNSAFE = "unsafe", "Unsafe or inappropriate"
+        OTHER = "other", "Something else"
+
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="feedback")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
     rating = models.SmallIntegerField(choices=[(1, "thumbs up"), (-1, "thumbs down")])
+    reason = models.CharField(max_length=20, choices=Reason.choices, blank=True)
     comment = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -208,3 +239,166 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class Alert(models.Model):
+    """Something an operator must look at: a drift threshold crossed, a canary rolled back.
+
+    Recorded here, shown on the dashboard and posted to ``RAGAPP_ALERT_WEBHOOK_URL`` when set.
+    """
+
+    kind = models.CharField(max_length=50, help_text="e.g. drift.refusal_rate, prompt.rollback")
+    key = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="an open alert with the same kind and key is not repeated",
+    )
+    message = models.TextField()
+    details = models.JSONField(default=dict, blank=True)
+    webhook_status = models.CharField(
+        max_length=200, blank=True, help_text="empty (no webhook), sent, or failed: <why>"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["kind", "key", "resolved_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.message[:60]}"
+
+
+class PromptLabel(models.Model):
+    """A label (``production``, ``canary``, ``staging``) pointing at a version of one prompt.
+
+    Moved from the admin or by the automatic rollback, without a deploy; every move is a
+    ``PromptLabelMove``. With no ``production`` row, answers use ``RAGAPP_PROMPT``.
+    """
+
+    class Name(models.TextChoices):
+        PRODUCTION = "production"
+        CANARY = "canary"
+        STAGING = "staging"
+
+    prompt_id = models.CharField(max_length=100)
+    name = models.CharField(max_length=20, choices=Name.choices)
+    version = models.CharField(max_length=20)
+    percent = models.PositiveSmallIntegerField(
+        default=0, help_text="canary only: its share of new conversations (0-100)"
+    )
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["prompt_id", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["prompt_id", "name"], name="prompt_label_unique"),
+            models.CheckConstraint(
+                condition=models.Q(percent__lte=100), name="prompt_label_percent_max_100"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        share = f" ({self.percent}%)" if self.name == self.Name.CANARY else ""
+        return f"{self.prompt_id} {self.name} -> @{self.version}{share}"
+
+
+class PromptLabelMove(models.Model):
+    """One move of a label: who (empty: the automatic rollback), when, why, from and to."""
+
+    label = models.ForeignKey(PromptLabel, on_delete=models.CASCADE, related_name="moves")
+    from_version = models.CharField(max_length=20, blank=True)
+    to_version = models.CharField(max_length=20)
+    from_percent = models.PositiveSmallIntegerField(default=0)
+    to_percent = models.PositiveSmallIntegerField(default=0)
+    moved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    reason = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.label}: @{self.from_version} -> @{self.to_version}"
+
+
+class ReviewItem(models.Model):
+    """One answer in the review queue, with why it is there and what a reviewer made of it.
+
+    One item per answer: a second reason (a thumbs-down on a sampled answer) joins the first.
+    """
+
+    class Reason(models.TextChoices):
+        ESCALATED = "escalated", "Escalated"
+        THUMBS_DOWN = "thumbs_down", "Thumbs down"
+        GUARDRAIL = "guardrail", "Guardrail event"
+        SAMPLE = "sample", "Random sample"
+
+    class Status(models.TextChoices):
+        OPEN = "open"
+        DONE = "done"
+
+    class Verdict(models.TextChoices):
+        CORRECT = "correct"
+        INCORRECT = "incorrect"
+
+    message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="review")
+    reasons = ArrayField(models.CharField(max_length=20, choices=Reason.choices))
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    verdict = models.CharField(max_length=10, choices=Verdict.choices, blank=True)
+    corrected_answer = models.TextField(blank=True)
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reply = models.OneToOneField(
+        Message,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="the corrected answer as posted to the user's conversation",
+    )
+    # The golden-set case written by "promote" (evals/cases/reviewed.jsonl), kept here too so
+    # ``manage.py eval_export_reviewed`` can write it out from the database anywhere.
+    promoted_case = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"review of message {self.message_id}: {', '.join(self.reasons)}"
+
+    @property
+    def promoted_case_id(self) -> str:
+        return str((self.promoted_case or {}).get("id", ""))
+
+
+class QuestionProfile(models.Model):
+    """What input-drift monitoring needs about one asked question, computed once: its embedding,
+    how well the documents matched it, its language. The dashboard and the drift check read these
+    rows instead of re-embedding the history on every run."""
+
+    message = models.OneToOneField(
+        Message, primary_key=True, on_delete=models.CASCADE, related_name="profile"
+    )
+    embedding = VectorField(dimensions=settings.RAGAPP_EMBEDDING_DIM)
+    embedding_model = models.CharField(max_length=200)
+    best_match = models.FloatField(
+        help_text="cosine similarity of the nearest chunk, when profiled"
+    )
+    language = models.CharField(
+        max_length=8, help_text="ISO 639-1, or 'und' when too short to tell"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.language} {self.best_match:.2f} for message {self.message_id}"

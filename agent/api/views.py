@@ -7,22 +7,43 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+from django.conf import settings
 from django.http import StreamingHttpResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
-from rest_framework.permissions import IsAdminUser
+from rest_framework.permissions import BasePermission, IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agent import selectors, services
-from agent.models import Message
+from agent.api.throttles import AskAnonThrottle, AskUserThrottle
+from agent.models import Feedback, Message
 from agent.services.streaming import answer_stream
 from ragapp.errors import AppError, InvalidInput
 
 logger = logging.getLogger(__name__)
+
+
+class SignedInOrAnonymousChat(BasePermission):
+    """Signed in, or anonymous while RAGAPP_ANONYMOUS_CHAT is on (public collections only)."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return bool(request.user.is_authenticated or settings.RAGAPP_ANONYMOUS_CHAT)
+
+
+def caller(request: Request, *, create_session: bool = False) -> tuple[Any, str]:
+    """``(user, session key)``; an anonymous visitor is ``(None, their session's key)``, with a
+    session started for them when ``create_session`` (their conversations are tied to it)."""
+    if request.user.is_authenticated:
+        return request.user, ""
+    session = request.session
+    if session.session_key is None and create_session:
+        session["anonymous_chat"] = True  # modified: the response sets the session cookie
+        session.save()
+    return None, session.session_key or ""
 
 
 def citation_out(citation: dict[str, Any]) -> dict[str, Any]:
@@ -44,6 +65,7 @@ def message_out(message: Message) -> dict[str, Any]:
         "decision": message.decision,
         "degraded": message.degraded,
         "partial": message.partial,
+        "from_reviewer": message.from_reviewer,
         "citations": [citation_out(c) for c in message.citations],
         "created_at": message.created_at.isoformat(),
     }
@@ -102,6 +124,9 @@ class AskApi(APIView):
         class Meta:
             ref_name = "AskInput"
 
+    permission_classes = [SignedInOrAnonymousChat]
+    throttle_classes = [AskUserThrottle, AskAnonThrottle]
+
     class OutputSerializer(serializers.Serializer):
         answer = serializers.CharField()
         decision = serializers.ChoiceField(choices=["answered", "escalated", "refused"])
@@ -138,12 +163,14 @@ class AskApi(APIView):
         key = request.headers.get("Idempotency-Key", "").strip()
         if len(key) > 200:
             raise InvalidInput("Idempotency-Key is limited to 200 characters.")
+        user, session_key = caller(request, create_session=True)
         arguments = {
-            "user": request.user,
+            "user": user,
+            "session_key": session_key,
             "question": data.validated_data["question"],
             "conversation_id": data.validated_data.get("conversation"),
             "collection": data.validated_data.get("collection"),
-            "idempotency_key": key,
+            "idempotency_key": key if user is not None else "",  # keys are kept per account
         }
         wants_stream = data.validated_data["stream"] or "text/event-stream" in request.headers.get(
             "Accept", ""
@@ -177,21 +204,27 @@ class UsageRollupApi(APIView):
 
 
 class ConversationListApi(APIView):
+    permission_classes = [SignedInOrAnonymousChat]
+
     @extend_schema(operation_id="conversations_list", responses=OpenApiTypes.OBJECT)
     def get(self, request: Request) -> Response:
+        user, session_key = caller(request)
         return Response(
             [
                 {"id": str(c.id), "title": c.title, "updated_at": c.updated_at.isoformat()}
-                for c in selectors.conversation_list(user=request.user)
+                for c in selectors.conversation_list(user=user, session_key=session_key)
             ]
         )
 
 
 class ConversationDetailApi(APIView):
+    permission_classes = [SignedInOrAnonymousChat]
+
     @extend_schema(operation_id="conversation_get", responses=OpenApiTypes.OBJECT)
     def get(self, request: Request, conversation_id: str) -> Response:
+        user, session_key = caller(request)
         conversation = services.conversation_get_for_user(
-            conversation_id=conversation_id, user=request.user
+            conversation_id=conversation_id, user=user, session_key=session_key
         )
         return Response(
             {
@@ -203,9 +236,15 @@ class ConversationDetailApi(APIView):
 
 
 class FeedbackCreateApi(APIView):
+    """Thumbs up/down on an answer, with an optional reason (thumbs-down only) and comment; a
+    thumbs-down puts the answer in the review queue."""
+
     class InputSerializer(serializers.Serializer):
         message = serializers.IntegerField()
         rating = serializers.ChoiceField(choices=[1, -1])
+        reason = serializers.ChoiceField(
+            choices=Feedback.Reason.choices, required=False, allow_blank=True
+        )
         comment = serializers.CharField(required=False, allow_blank=True, max_length=4000)
 
         class Meta:
@@ -219,6 +258,7 @@ class FeedbackCreateApi(APIView):
             user=request.user,
             message_id=data.validated_data["message"],
             rating=data.validated_data["rating"],
+            reason=data.validated_data.get("reason", ""),
             comment=data.validated_data.get("comment", ""),
         )
         return Response({"id": feedback.id}, status=status.HTTP_201_CREATED)

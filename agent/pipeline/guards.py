@@ -131,3 +131,51 @@ def leaks_prompt(
         if run in haystack:
             return Finding("prompt_leak", run[:80])
     return None
+
+
+# --- Retrieved passages --------------------------------------------------------------------------
+
+REMOVED_INSTRUCTION = "[removed: text addressed to the assistant]"
+# Sentence ends inside a line, and separators that documents use between fields ("SUBJECT: ..|
+# CONTENT: ..", table cells): an instruction pasted between two fields starts a piece of its own.
+_PIECE_END = re.compile(r"(?<=[.!?])\s+|\s*\|\s*")
+
+
+def passage_screen(text: str) -> tuple[str, list[Finding]]:
+    """Replace each line or sentence of ``text`` that carries instructions for the model.
+
+    The ingest-time detector (``ingestion.pipeline.injection``) judges a whole chunk; run on one
+    sentence at a time its anchored rules (a sentence that opens with a task or a general
+    question) also see what a chunk hides mid-line. The model never reads what is removed, so
+    the guarantee holds however obedient the model is; the cost is that a legitimate sentence
+    the detector misjudges is hidden from this answer.
+    """
+    from ingestion.pipeline.injection import injection_reason
+
+    findings: list[Finding] = []
+    lines = []
+    for line in text.split("\n"):
+        pieces, separators = _pieces(line)
+        kept = []
+        for piece in pieces:
+            reason = injection_reason(piece)
+            if reason:
+                findings.append(Finding("passage_instruction", f"{reason}: {piece[:120]}"))
+                kept.append(REMOVED_INSTRUCTION)
+            else:
+                kept.append(piece)
+        if kept == pieces and injection_reason(line):  # only the whole line reads as one
+            findings.append(Finding("passage_instruction", line[:160]))
+            kept, separators = [REMOVED_INSTRUCTION], []
+        lines.append("".join(p + s for p, s in zip(kept, [*separators, ""], strict=True)))
+    return "\n".join(lines), findings
+
+
+def _pieces(line: str) -> tuple[list[str], list[str]]:
+    pieces, separators, start = [], [], 0
+    for match in _PIECE_END.finditer(line):
+        pieces.append(line[start : match.start()])
+        separators.append(match.group(0))
+        start = match.end()
+    pieces.append(line[start:])
+    return pieces, separators

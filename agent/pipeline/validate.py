@@ -8,7 +8,9 @@ Support is measured deterministically, without a model call:
 - ``overlap``: the share of the claim's content words (stop words dropped, crude stemming) that
   the passage contains.
 
-``support = (similarity + overlap) / 2``. A claim is kept when at least one cited passage reaches
+``support = (similarity + overlap) / 2``. A claim that is one of the passage's sentences word
+for word scores 1 without an embedding (what the computation gives), and the claims of an answer
+are embedded in one batch. A claim is kept when at least one cited passage reaches
 ``support_min``; citations to passages that do not support it are dropped from the claim. A claim
 stating a number that none of its passages contains is never supported.
 """
@@ -72,16 +74,38 @@ def word_overlap(claim: str, passage: str) -> float:
     return len(words & _stems(passage)) / len(words) if words else 1.0
 
 
+def _fold(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _quotes(claim: str, passage: Passage) -> bool:
+    """The claim is one of the passage's sentences word for word (as the extractive answerer's
+    claims are): its best similarity is 1 and every word is there, so support is 1 without an
+    embedding."""
+    return _fold(claim) in split_sentences(passage.text)
+
+
+def _texts_to_embed(claim: str, passages: list[Passage]) -> list[str]:
+    """What ``support_scores`` embeds: the claim and the sentences of the passages it does not
+    quote (nothing when it quotes them all)."""
+    sentences = [s for p in passages if not _quotes(claim, p) for s in split_sentences(p.text)]
+    return [claim, *sentences] if sentences else []
+
+
 def support_scores(claim: str, passages: list[Passage], embed: Embed) -> dict[int, float]:
     """``{passage number: support}`` of ``claim`` by each passage, in [0, 1]."""
-    sentences = [(p.number, s) for p in passages for s in split_sentences(p.text)]
-    if not sentences:
+    if not any(split_sentences(p.text) for p in passages):
         return {p.number: 0.0 for p in passages}
-    vectors = embed([claim, *(s for _, s in sentences)])
-    sims = vectors[1:] @ vectors[0]
-    best: dict[int, float] = {}
-    for (number, _), sim in zip(sentences, sims, strict=True):
-        best[number] = max(best.get(number, -1.0), float(sim))
+    texts = _texts_to_embed(claim, passages)
+    best: dict[int, float] = {p.number: 1.0 for p in passages if _quotes(claim, p)}
+    if texts:
+        vectors = embed(texts)
+        sims = vectors[1:] @ vectors[0]
+        numbers = [
+            p.number for p in passages if p.number not in best for _ in split_sentences(p.text)
+        ]
+        for number, sim in zip(numbers, sims, strict=True):
+            best[number] = max(best.get(number, -1.0), float(sim))
     claim_numbers = _numbers(claim)
     scores = {}
     for p in passages:
@@ -93,31 +117,47 @@ def support_scores(claim: str, passages: list[Passage], embed: Embed) -> dict[in
     return scores
 
 
+def _embed_once(embed: Embed, texts: list[str]) -> Embed:
+    """Embed every text in one call (one model batch instead of one per claim); returns a
+    lookup with ``embed``'s signature."""
+    unique = list(dict.fromkeys(texts))
+    table = dict(zip(unique, embed(unique), strict=True)) if unique else {}
+    return lambda wanted: np.stack([table[t] for t in wanted])
+
+
 def citations_validate(
     answer: AnswerOut, *, passages: list[Passage], embed: Embed, support_min: float
 ) -> ValidatedAnswer:
     """Keep the claims whose citations all map to retrieved passages and that a cited passage
     supports; each kept claim cites only its supporting passages. Report the others."""
     by_number = {p.number: p for p in passages}
+    cited: dict[int, list[Passage]] = {}  # claim index -> its passages, for claims to score
+    invalid: dict[int, str] = {}
+    for i, claim in enumerate(answer.claims):
+        unknown = sorted(set(claim.passages) - set(by_number))
+        if not claim.text.strip():
+            invalid[i] = "empty claim"
+        elif not claim.passages:
+            invalid[i] = "no citation"
+        elif unknown:
+            invalid[i] = f"cites unknown passage(s) {unknown}"
+        else:
+            cited[i] = [by_number[n] for n in dict.fromkeys(claim.passages)]
+    texts = [t for i, ps in cited.items() for t in _texts_to_embed(answer.claims[i].text, ps)]
+    lookup = _embed_once(embed, texts)
     kept: list[ClaimOut] = []
     removed: list[Removed] = []
     support: list[float] = []
-    for claim in answer.claims:
-        unknown = sorted(set(claim.passages) - set(by_number))
-        if not claim.text.strip():
-            removed.append(Removed(claim, "empty claim"))
-        elif not claim.passages:
-            removed.append(Removed(claim, "no citation"))
-        elif unknown:
-            removed.append(Removed(claim, f"cites unknown passage(s) {unknown}"))
+    for i, claim in enumerate(answer.claims):
+        if i in invalid:
+            removed.append(Removed(claim, invalid[i]))
+            continue
+        scores = support_scores(claim.text, cited[i], lookup)
+        supporting = [n for n, score in scores.items() if score >= support_min]
+        best = max(scores.values())
+        if supporting:
+            kept.append(ClaimOut(text=claim.text, passages=supporting))
+            support.append(best)
         else:
-            cited = [by_number[n] for n in dict.fromkeys(claim.passages)]
-            scores = support_scores(claim.text, cited, embed)
-            supporting = [n for n, score in scores.items() if score >= support_min]
-            best = max(scores.values())
-            if supporting:
-                kept.append(ClaimOut(text=claim.text, passages=supporting))
-                support.append(best)
-            else:
-                removed.append(Removed(claim, "unsupported", best))
+            removed.append(Removed(claim, "unsupported", best))
     return ValidatedAnswer(claims=kept, removed=removed, support=support)

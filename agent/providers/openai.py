@@ -50,6 +50,7 @@ REPAIR_INSTRUCTION = (
     "Your previous reply is not valid for the required JSON schema: {error}\n"
     "Reply with the corrected JSON object only, no other text."
 )
+BATCH_FINAL_STATES = frozenset({"completed", "failed", "expired", "cancelled"})
 # Reply problems retrying the same prompt at temperature 0 will not fix.
 PERMANENT_REPLY_CODES = frozenset({"truncated", "refusal"})
 
@@ -115,10 +116,12 @@ class _BadReply(Exception):
 
 @dataclass(frozen=True)
 class _Limits:
-    """The turn's limits as this model sees them: calls allowed and a monotonic deadline."""
+    """The turn's limits as this model sees them: calls allowed and a monotonic deadline (and
+    the prompt version's sampling temperature, which travels with them to every call)."""
 
     cap: int
     deadline: float = 0.0
+    temperature: float = 0.0
 
     def left_s(self) -> float | None:
         return None if not self.deadline else self.deadline - time.monotonic()
@@ -317,7 +320,7 @@ class OpenAIChatModel:
         cap = self.max_attempts
         if request.max_attempts:
             cap = max(1, min(cap, request.max_attempts))
-        return _Limits(cap=cap, deadline=request.deadline)
+        return _Limits(cap=cap, deadline=request.deadline, temperature=request.prompt.temperature)
 
     def _timeout(self, limits: _Limits, read_s: float) -> httpx.Timeout:
         """Per-call timeouts, never past the turn's deadline."""
@@ -354,7 +357,7 @@ class OpenAIChatModel:
                     model=self.model,
                     messages=messages,  # type: ignore[arg-type]
                     response_format=RESPONSE_FORMAT,  # type: ignore[arg-type]
-                    temperature=0,
+                    temperature=limits.temperature,
                     extra_headers={"Idempotency-Key": key},
                     timeout=timeout,
                 )
@@ -378,14 +381,121 @@ class OpenAIChatModel:
                 time.sleep(wait_s)
         raise AssertionError("unreachable: the loop returns or raises")
 
+    # --- the batch lane -------------------------------------------------------------------------
+
+    def generate_batch(
+        self, requests: dict[str, ChatRequest], *, poll_s: float, timeout_s: float
+    ) -> dict[str, ChatResult | ProviderError]:
+        """Answer many requests through the Batch API: upload them as a JSONL file, create a
+        batch, poll it every ``poll_s`` until it ends (at most ``timeout_s``), read its output.
+
+        Returns each request's result, or its ``ProviderError`` (with ``extra["attempts"]``) for
+        a line that failed or is missing; raises ``ProviderError`` when the batch itself fails.
+        """
+        started = time.monotonic()
+        messages = {key: prompt_render(request) for key, request in requests.items()}
+        lines = [
+            json.dumps(
+                {
+                    "custom_id": key,
+                    "method": "POST",
+                    "url": "/v1/chat/completions",
+                    "body": {
+                        "model": self.model,
+                        "messages": rendered,
+                        "response_format": RESPONSE_FORMAT,
+                        "temperature": 0,
+                    },
+                }
+            )
+            for key, rendered in messages.items()
+        ]
+        try:
+            upload = self._client.files.create(
+                file=("questions.jsonl", "\n".join(lines).encode()), purpose="batch"
+            )
+            batch = self._client.batches.create(
+                input_file_id=upload.id,
+                endpoint="/v1/chat/completions",
+                completion_window="24h",
+            )
+            while batch.status not in BATCH_FINAL_STATES:
+                if time.monotonic() - started > timeout_s:
+                    raise ProviderError(
+                        f"{self.model}: batch {batch.id} not done after {timeout_s:.0f} s",
+                        permanent=False,
+                        code="batch_timeout",
+                        extra={"batch_id": batch.id},
+                    )
+                time.sleep(poll_s)
+                batch = self._client.batches.retrieve(batch.id)
+            if batch.status != "completed" or not batch.output_file_id:
+                raise ProviderError(
+                    f"{self.model}: batch {batch.id} ended {batch.status}",
+                    permanent=False,
+                    code=f"batch_{batch.status}",
+                    extra={"batch_id": batch.id},
+                )
+            output = self._client.files.content(batch.output_file_id).text
+        except openai.APIError as exc:
+            failure = _classify(exc)
+            raise self._give_up(failure, 1) from exc
+        latency_ms = _ms_since(started)
+        results: dict[str, ChatResult | ProviderError] = {}
+        for line in output.splitlines():
+            if line.strip():
+                row = json.loads(line)
+                key = row.get("custom_id", "")
+                if key in messages:
+                    results[key] = self._batch_result(row, messages[key], latency_ms)
+        for key in requests.keys() - results.keys():
+            results[key] = ProviderError(
+                f"{self.model}: no batch output for {key}",
+                permanent=False,
+                code="batch_missing",
+                extra={"attempts": []},
+            )
+        return results
+
+    def _batch_result(
+        self, row: dict[str, Any], messages: list[dict[str, str]], latency_ms: int
+    ) -> ChatResult | ProviderError:
+        from openai.types.chat import ChatCompletion
+
+        response = row.get("response") or {}
+        status = int(response.get("status_code") or 0)
+        if status != 200:
+            attempt = self._attempt(latency_ms, Usage(), f"http_{status}" if status else "error")
+            return ProviderError(
+                f"{self.model}: batch line failed ({attempt.error_code})",
+                permanent=False,
+                code=attempt.error_code,
+                extra={"attempts": [attempt]},
+            )
+        completion = ChatCompletion.model_validate(response["body"])
+        usage = _usage(completion, messages)
+        try:
+            answer = _answer_parse(completion)
+        except _BadReply as bad:
+            return self._unusable(bad, [self._attempt(latency_ms, usage, bad.code)])
+        return ChatResult(
+            answer=answer,
+            provider=self.provider,
+            model=self.model,
+            attempts=[self._attempt(latency_ms, usage)],
+        )
+
     # --- streaming ------------------------------------------------------------------------------
 
     def stream(self, request: ChatRequest) -> Iterator[StreamEvent]:
         """Stream the reply: the head, then each claim as soon as its JSON object is complete.
 
         Failures before the first claim are retried like ``generate`` (and a malformed reply is
-        repaired without streaming); after it, ``ProviderError(code="stream_cut")`` is raised and
-        the caller keeps what it showed. Timeouts: connect, first token, idle gap, turn deadline.
+        repaired without streaming), except that a retry whose wait would end after the request's
+        ``first_token_by`` is not made: ``ProviderError`` (``extra["cause"]`` is
+        ``"first_token_budget"``) hands the turn to the next model at once. After the first claim,
+        ``ProviderError(code="stream_cut")`` is raised and the caller keeps what it showed.
+        Timeouts: connect, first token, idle gap, turn deadline.
         """
         attempts: list[Attempt] = []
         key = request.idempotency_key or uuid.uuid4().hex
@@ -420,13 +530,32 @@ class OpenAIChatModel:
                     error = self._give_up(_Failure(failure.code, failure.permanent), number)
                     error.extra["attempts"] = attempts
                     raise error from failure
-                time.sleep(limits.clip(self._wait_s(number, failure.retry_after_s)))
+                wait_s = limits.clip(self._wait_s(number, failure.retry_after_s))
+                if request.first_token_by and time.monotonic() + wait_s > request.first_token_by:
+                    raise self._over_first_token_budget(failure.code, wait_s, attempts) from failure
+                time.sleep(wait_s)
                 continue
             attempts.append(self._attempt(_ms_since(started), reply.usage(messages)))
             yield ChatResult(
                 answer=answer, provider=self.provider, model=self.model, attempts=attempts
             )
             return
+
+    def _over_first_token_budget(
+        self, code: str, wait_s: float, attempts: list[Attempt]
+    ) -> ProviderError:
+        """A streamed turn's user is waiting: rather than sleep past the first-token budget
+        (e.g. a 429 with Retry-After: 5), give the turn to the next model of the chain now."""
+        logger.warning(
+            "openai stream retry would pass the first-token budget; falling back",
+            extra={"model": self.model, "code": code, "wait_s": round(wait_s, 3)},
+        )
+        return ProviderError(
+            f"{self.model}: {code}; waiting {wait_s:.1f} s would pass the first-token budget",
+            permanent=False,
+            code=code,
+            extra={"attempts": attempts, "cause": "first_token_budget", "wait_s": wait_s},
+        )
 
     def _unusable(self, bad: _BadReply, attempts: list[Attempt]) -> ProviderError:
         return ProviderError(
@@ -474,7 +603,7 @@ class OpenAIChatModel:
                     model=self.model,
                     messages=messages,  # type: ignore[arg-type]
                     response_format=RESPONSE_FORMAT,  # type: ignore[arg-type]
-                    temperature=0,
+                    temperature=limits.temperature,
                     stream=True,
                     stream_options={"include_usage": True},
                     extra_headers={"Idempotency-Key": key},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -20,6 +21,9 @@ class Passage:
     page: int | None
     heading: str
     score: float
+    # Flagged at ingestion as carrying instructions aimed at the model: the passage reaches the
+    # model fenced (a warning, the offending sentences removed) or not at all (a setting).
+    flagged: bool = False
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,8 @@ class Prompt:
     hash: str
     system: str  # the system message template
     user: str  # the user message template: {question} {passages} {history}
+    output_schema: str = "answer"  # the reply schema (``AnswerOut``)
+    temperature: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,9 @@ class ChatRequest:
     # provider calls still allowed (0: no limit beyond the model's own).
     deadline: float = 0.0
     max_attempts: int = 0
+    # Streamed turns: a ``time.monotonic()`` time the first token should arrive by (0: none). A
+    # model does not wait out a retry past it; the chain moves on to its next model instead.
+    first_token_by: float = 0.0
     # A random marker put in the system prompt; an answer that contains it leaked the prompt.
     canary: str = ""
 
@@ -68,6 +77,8 @@ class Attempt:
     latency_ms: int
     usage: Usage
     error_code: str = ""
+    # Providers create an Attempt as the call ends, so this is when it ended (for its span).
+    ended_ns: int = field(default_factory=time.time_ns, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,12 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
-from agent.providers.protocols import Attempt, ChatModel, ChatRequest, ChatResult
+from agent.providers.protocols import Attempt, ChatModel, ChatRequest, ChatResult, Prompt
 from agent.providers.registry import chat_models
 from agent.services.breaker import breaker_allow, breaker_record
+from agent.services.usage import cost_usd
 from ragapp.errors import ProviderError
+from ragapp.tracing import span_record
 
 logger = logging.getLogger(__name__)
 
@@ -83,16 +85,61 @@ def generate(
         chain_record(model)
         degraded = position > 0
         break
-    if trace is not None:
-        trace_generation(trace, started=started, attempts=attempts, skipped=skipped)
+    trace_generation(
+        trace, started=started, attempts=attempts, skipped=skipped, prompt=request.prompt
+    )
     return result, attempts, degraded
 
 
 def trace_generation(
-    trace: dict[str, Any], *, started: float, attempts: list[Attempt], skipped: list[str]
+    trace: dict[str, Any] | None,
+    *,
+    started: float,
+    attempts: list[Attempt],
+    skipped: list[str],
+    prompt: Prompt,
 ) -> None:
-    trace["generate_ms"] = round((time.perf_counter() - started) * 1000, 1)
-    trace["provider_ms"] = sum(a.latency_ms for a in attempts if a.provider != "extractive")
-    trace["attempts"] = [f"{a.provider}/{a.model}:{a.error_code or 'ok'}" for a in attempts]
-    if skipped:
-        trace["skipped"] = skipped
+    """Record the generation in the message's trace dict and as spans: ``ragapp.answer.generate``
+    with one ``ragapp.llm.attempt`` child per provider call, each at the time it ran."""
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    if trace is not None:
+        trace["generate_ms"] = round(elapsed_ms, 1)
+        trace["provider_ms"] = sum(a.latency_ms for a in attempts if a.provider != "extractive")
+        trace["attempts"] = [f"{a.provider}/{a.model}:{a.error_code or 'ok'}" for a in attempts]
+        if skipped:
+            trace["skipped"] = skipped
+    end_ns = time.time_ns()
+    generation = span_record(
+        "ragapp.answer.generate",
+        start_ns=end_ns - int(elapsed_ms * 1e6),
+        end_ns=end_ns,
+        error="" if attempts and not attempts[-1].error_code else "the last attempt failed",
+        attempts=len(attempts),
+        skipped=skipped or None,
+    )
+    for number, attempt in enumerate(attempts, start=1):
+        tokens_in, tokens_out = attempt.usage.input_tokens, attempt.usage.output_tokens
+        span_record(
+            "ragapp.llm.attempt",
+            start_ns=attempt.ended_ns - attempt.latency_ms * 1_000_000,
+            end_ns=attempt.ended_ns,
+            error=attempt.error_code,
+            parent=generation,
+            attributes={
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": attempt.provider,
+                "gen_ai.request.model": attempt.model,
+                "gen_ai.usage.input_tokens": tokens_in,
+                "gen_ai.usage.output_tokens": tokens_out,
+            },
+            provider=attempt.provider,
+            model=attempt.model,
+            attempt=number,
+            outcome=attempt.error_code or "ok",
+            tokens_estimated=attempt.usage.estimated,
+            cost_usd=float(cost_usd(attempt.model, tokens_in, tokens_out)),
+            latency_ms=attempt.latency_ms,
+            prompt_id=prompt.id,
+            prompt_version=prompt.version,
+            prompt_hash=prompt.hash,
+        )

@@ -36,6 +36,7 @@ from agent.services.answering import (
 from agent.services.chain import chain_eligible, chain_record, trace_generation
 from agent.services.idempotency import idempotency_begin, idempotency_complete
 from ragapp.errors import ProviderError
+from ragapp.tracing import span_stream
 from retrieval.providers.registry import embedder
 
 logger = logging.getLogger(__name__)
@@ -50,9 +51,34 @@ def answer_stream(
     conversation_id=None,
     collection: str | None = None,
     idempotency_key: str = "",  # type: ignore[no-untyped-def]
+    session_key: str = "",
 ) -> Iterator[Event]:
     """Validate the request and do everything up to generation now (so errors such as an
-    exceeded budget are raised before the stream opens); the returned iterator generates."""
+    exceeded budget are raised before the stream opens); the returned iterator generates.
+    One ``ragapp.answer`` span covers both parts."""
+    return span_stream(
+        "ragapp.answer",
+        lambda: _stream_begin(
+            user=user,
+            question=question,
+            conversation_id=conversation_id,
+            collection=collection,
+            idempotency_key=idempotency_key,
+            session_key=session_key,
+        ),
+        stream=True,
+    )
+
+
+def _stream_begin(
+    *,
+    user,
+    question: str,
+    conversation_id,
+    collection: str | None,
+    idempotency_key: str,
+    session_key: str,
+) -> Iterator[Event]:  # type: ignore[no-untyped-def]
     replay, claim = idempotency_begin(
         user=user,
         key=idempotency_key,
@@ -64,7 +90,11 @@ def answer_stream(
         return iter([("done", outcome_replayed(replay))])
     try:
         turn = answer_prepare(
-            user=user, question=question, conversation_id=conversation_id, collection=collection
+            user=user,
+            question=question,
+            conversation_id=conversation_id,
+            collection=collection,
+            session_key=session_key,
         )
         cached = answer_from_cache(turn)
         if cached is None:
@@ -98,7 +128,7 @@ def _generate_events(turn: AskState) -> Iterator[Event]:
     if not turn.passages:
         yield "done", answer_finish(turn, result=None, attempts=[], degraded=False)
         return
-    request = turn.request()
+    request = turn.request(first_token_budget_s=settings.RAGAPP_FIRST_TOKEN_BUDGET_S)
     attempts: list[Attempt] = []
     skipped: list[str] = []
     started = time.perf_counter()
@@ -123,6 +153,11 @@ def _generate_events(turn: AskState) -> Iterator[Event]:
         except ProviderError as exc:
             attempts.extend(exc.extra.get("attempts", []))
             chain_record(model, error=exc)
+            if exc.extra.get("cause") == "first_token_budget":
+                turn.trace.setdefault("first_token_budget", []).append(
+                    f"{model.provider}/{model.model}: {exc.code}, not waiting "
+                    f"{exc.extra['wait_s']:.1f} s"
+                )
             if shown.claims:  # the user is reading this model's answer: no fallback now
                 result, partial = shown.result(model.provider, model.model), True
                 degraded = position > 0
@@ -134,7 +169,9 @@ def _generate_events(turn: AskState) -> Iterator[Event]:
         chain_record(model)
         degraded = position > 0
         break
-    trace_generation(turn.trace, started=started, attempts=attempts, skipped=skipped)
+    trace_generation(
+        turn.trace, started=started, attempts=attempts, skipped=skipped, prompt=turn.prompt
+    )
     yield (
         "done",
         answer_finish(turn, result=result, attempts=attempts, degraded=degraded, partial=partial),

@@ -20,16 +20,16 @@ from ragapp.errors import QuotaExceeded
 logger = logging.getLogger(__name__)
 
 
-def cost_usd(
-    model: str, input_tokens: int, output_tokens: int, *, discount: float = 1.0
-) -> Decimal:
-    """USD for a call from ``RAG_PRICES`` (per 1M tokens); ``discount`` e.g. 0.5 for batch."""
+def cost_usd(model: str, input_tokens: int, output_tokens: int, *, batch: bool = False) -> Decimal:
+    """USD for a call from ``RAG_PRICES`` (per 1M tokens). A ``batch`` call (the batch lane) is
+    priced with the model's ``"batch"`` multiplier from the table (e.g. 0.5), 1 when absent."""
     price = settings.RAG_PRICES.get(model)
     if price is None:
         logger.warning("no price for model; cost recorded as 0", extra={"model": model})
         return Decimal(0)
     total = (input_tokens * price["input"] + output_tokens * price["output"]) / 1_000_000
-    return Decimal(str(round(total * discount, 6)))
+    multiplier = float(price.get("batch", 1.0)) if batch else 1.0
+    return Decimal(str(round(total * multiplier, 6)))
 
 
 def usage_record(
@@ -39,8 +39,9 @@ def usage_record(
     prompt: Prompt,
     conversation,
     user,  # type: ignore[no-untyped-def]
+    batch: bool = False,
 ) -> list[UsageRecord]:
-    """Store one record per provider call, successful or not."""
+    """Store one record per provider call, successful or not (``batch``: at the batch price)."""
     return UsageRecord.objects.bulk_create(
         UsageRecord(
             provider=a.provider,
@@ -49,7 +50,7 @@ def usage_record(
             input_tokens=a.usage.input_tokens,
             output_tokens=a.usage.output_tokens,
             tokens_estimated=a.usage.estimated,
-            cost_usd=cost_usd(a.model, a.usage.input_tokens, a.usage.output_tokens),
+            cost_usd=cost_usd(a.model, a.usage.input_tokens, a.usage.output_tokens, batch=batch),
             latency_ms=a.latency_ms,
             succeeded=not a.error_code,
             error_code=a.error_code,

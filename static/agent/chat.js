@@ -16,6 +16,8 @@
     feedback: root.dataset.feedbackUrl,
   };
   const maxQuestionChars = parseInt(root.dataset.maxQuestionChars, 10) || 0;
+  // The thumbs-down reasons, rendered by the server from the model's choices.
+  const reasonOptions = document.getElementById("feedback-reasons");
 
   const byTestId = (id, scope) => (scope || root).querySelector(`[data-testid="${id}"]`);
   const ui = {
@@ -309,6 +311,11 @@
 
     const form = el("form", { className: "feedback-form", testId: "feedback-form" });
     form.hidden = true;
+    const reason = el("select", {
+      testId: "feedback-reason",
+      attrs: { "aria-label": "What was wrong? (optional)" },
+    });
+    if (reasonOptions) reason.append(reasonOptions.content.cloneNode(true));
     const comment = el("textarea", {
       testId: "feedback-comment",
       attrs: { rows: "2", placeholder: "What was wrong or missing? (optional)", maxlength: "2000" },
@@ -319,7 +326,7 @@
       text: "Submit",
       attrs: { type: "submit" },
     });
-    form.append(comment, submit);
+    form.append(reason, comment, submit);
 
     const thanks = el("p", {
       className: "feedback-thanks",
@@ -328,11 +335,12 @@
     });
     thanks.hidden = true;
 
-    async function send(rating, text) {
+    async function send(rating, text, why) {
       up.disabled = down.disabled = submit.disabled = true;
       clearError();
       try {
-        await api("POST", urls.feedback, { message: messageId, rating, comment: text });
+        const body = { message: messageId, rating, comment: text, reason: why };
+        await api("POST", urls.feedback, body);
         form.hidden = true;
         buttons.hidden = true;
         thanks.hidden = false;
@@ -345,7 +353,7 @@
     up.addEventListener("click", () => {
       up.setAttribute("aria-pressed", "true");
       down.setAttribute("aria-pressed", "false");
-      send(1, "");
+      send(1, "", "");
     });
     down.addEventListener("click", () => {
       down.setAttribute("aria-pressed", "true");
@@ -356,7 +364,7 @@
     });
     form.addEventListener("submit", (event) => {
       event.preventDefault();
-      send(-1, comment.value.trim());
+      send(-1, comment.value.trim(), reason.value);
     });
 
     box.append(buttons, form, thanks);
@@ -368,7 +376,7 @@
   const DECISIONS = {
     escalated: {
       label: "Escalated",
-      note: "This needs a person: someone from our support team will follow up.",
+      note: "This needs a person: someone from our support team will follow up here, in this conversation.",
     },
     refused: {
       label: "No answer found",
@@ -400,8 +408,29 @@
     return node;
   }
 
-  // message: {id, text, decision, degraded, citations}
+  // A reviewer's answer to an escalated or rated-down one: a person wrote it, not the model.
+  function renderReviewerMessage(message) {
+    const node = el("div", {
+      className: "message assistant from-reviewer",
+      testId: "reviewer-message",
+    });
+    const bubble = el("div", { className: "bubble" });
+    const header = el("div", { className: "decision" });
+    header.append(
+      el("span", {
+        className: "badge reviewer",
+        testId: "reviewer-badge",
+        text: "Answered by a support person",
+      }),
+    );
+    bubble.append(header, renderAnswerText(message.text || "", []));
+    node.append(bubble);
+    return node;
+  }
+
+  // message: {id, text, decision, degraded, citations, from_reviewer}
   function renderAssistantMessage(message) {
+    if (message.from_reviewer) return renderReviewerMessage(message);
     const decision = message.decision || "answered";
     const citations = (message.citations || []).map(normaliseCitation);
     const node = el("div", {
@@ -457,7 +486,10 @@
     }
     if (citations.length) bubble.append(renderSources(citations));
     node.append(bubble);
-    if (message.id !== undefined && message.id !== null) node.append(renderFeedback(message.id));
+    // Anonymous visitors (anonymous chat) get no feedback buttons: feedback needs an account.
+    if (urls.feedback && message.id !== undefined && message.id !== null) {
+      node.append(renderFeedback(message.id));
+    }
     return node;
   }
 

@@ -50,7 +50,7 @@ def small_kb(db):  # type: ignore[no-untyped-def]
     from retrieval.providers.registry import embedder
 
     emb = embedder()
-    collection = services.collection_get_or_create()
+    collection = services.collection_get_or_create(public=True)
     documents = []
     for n, (title, passages) in enumerate(SMALL_KB.items()):
         document = Document.objects.create(

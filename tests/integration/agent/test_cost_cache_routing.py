@@ -150,6 +150,32 @@ def test_a_repeated_question_is_an_exact_cache_hit_that_costs_nothing(
     assert message.cache == "exact" and message.trace["saved_usd"] == pytest.approx(0.003)
 
 
+def test_an_exact_hit_embeds_nothing_retrieves_nothing_and_reads_the_cache_once(
+    alice, small_kb, chain, monkeypatch
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from agent.services import answer_question
+    from retrieval.providers.registry import embedder
+
+    chain("gpt-4o").script(ok(ANSWER))
+    answer_question(user=alice, question=QUESTION)
+
+    def no_model(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("a cache hit must not embed")
+
+    for name in ("embed_query", "embed_sentences", "embed_documents"):
+        monkeypatch.setattr(embedder(), name, no_model)
+    with CaptureQueriesContext(connection) as queries:
+        outcome = answer_question(user=alice, question=QUESTION)
+
+    assert outcome.message.cache == "exact"
+    sql = [q["sql"] for q in queries.captured_queries]
+    assert len([s for s in sql if s.startswith("SELECT") and "agent_answercache" in s]) == 1
+    assert not any("ingestion_chunk" in s for s in sql)  # no retrieval
+
+
 def test_a_paraphrase_is_a_semantic_cache_hit(client_for, alice, small_kb, chain):
     server = chain("gpt-4o", RAGAPP_CACHE_SEMANTIC_MIN=0.9)
     server.script(ok(ANSWER))

@@ -254,6 +254,78 @@ def test_a_streamed_answer_arrives_claim_by_claim_then_matches_the_json_answer(
     assert Message.objects.get(role="assistant").trace["ttft_ms"] > 0
 
 
+# --- the first-token budget of streamed turns ----------------------------------------------------
+
+REAL_BACKOFF = {"max_attempts": 3, "max_backoff_s": 8.0}  # the fixture caps waits at 0.5 s
+
+
+def test_a_streamed_429_with_a_long_retry_after_falls_back_at_once_within_the_budget(
+    client_for, alice, small_kb, chain
+):
+    server = chain("gpt-4o", options=REAL_BACKOFF, RAGAPP_FIRST_TOKEN_BUDGET_S=2.5)
+    server.script(status(429, retry_after=5))
+    started = time.monotonic()
+
+    events = sse(ask(client_for(alice), stream=True))
+
+    assert time.monotonic() - started < 5.0  # the Retry-After was not waited out
+    assert [name for name, _ in events][:2] == ["meta", "delta"]
+    done = events[-1][1]
+    assert (done["decision"], done["degraded"], done["partial"]) == ("answered", True, False)
+    assert "30 minutes" in done["answer"]
+    assert len(server.requests) == 1  # the 429 was not waited out nor retried
+    assert calls() == [("openai", "gpt-4o", "http_429"), ("extractive", "extractive", "ok")]
+    message = Message.objects.get(role="assistant")
+    assert message.provider == "extractive" and message.trace["ttft_ms"] < 2500
+    assert message.trace["attempts"] == ["openai/gpt-4o:http_429", "extractive/extractive:ok"]
+    assert message.trace["first_token_budget"] == ["openai/gpt-4o: http_429, not waiting 5.0 s"]
+
+
+def test_a_streamed_429_over_the_budget_goes_to_the_cheaper_model_first(
+    client_for, alice, small_kb, chain
+):
+    server = chain("gpt-4o", "gpt-4o-mini", options=REAL_BACKOFF, RAGAPP_FIRST_TOKEN_BUDGET_S=2.5)
+    server.script(status(429, retry_after=5), ok(ANSWER, usage=(1000, 50)))
+
+    events = sse(ask(client_for(alice), stream=True))
+
+    done = events[-1][1]
+    assert (done["decision"], done["degraded"]) == ("answered", True)
+    assert done["answer"] == f"{CLAIM} [1]"
+    assert [r.body["model"] for r in server.requests] == ["gpt-4o", "gpt-4o-mini"]
+    assert calls() == [("openai", "gpt-4o", "http_429"), ("openai", "gpt-4o-mini", "ok")]
+    assert Message.objects.get(role="assistant").trace["ttft_ms"] < 2500
+
+
+def test_a_streamed_429_whose_wait_fits_the_budget_is_waited_out_and_retried(
+    client_for, alice, small_kb, chain
+):
+    server = chain("gpt-4o", options=REAL_BACKOFF, RAGAPP_FIRST_TOKEN_BUDGET_S=2.5)
+    server.script(status(429, retry_after=0.3), ok(ANSWER, usage=(1000, 50)))
+
+    events = sse(ask(client_for(alice), stream=True))
+
+    done = events[-1][1]
+    assert (done["decision"], done["degraded"]) == ("answered", False)
+    assert calls() == [("openai", "gpt-4o", "http_429"), ("openai", "gpt-4o", "ok")]
+    assert server.requests[1].received_at - server.requests[0].received_at >= 0.28
+
+
+def test_the_turn_never_makes_more_than_three_provider_calls_by_default(
+    client_for, alice, small_kb, chain
+):
+    server = chain("gpt-4o", "gpt-4o-mini", options=REAL_BACKOFF | {"backoff_base_s": 0.01})
+    server.default = status(503)
+
+    body = ask(client_for(alice)).json()
+
+    assert body["degraded"] is True
+    assert len(server.requests) == 3
+    assert Message.objects.get(role="assistant").trace["skipped"] == [
+        "openai/gpt-4o-mini: attempt cap"
+    ]
+
+
 # --- circuit breaker -----------------------------------------------------------------------------
 
 

@@ -65,6 +65,46 @@ def test_a_claim_keeps_only_the_citations_that_support_it():
     assert validated.claims[0].passages == [1]
 
 
+def test_a_claim_quoting_a_sentence_of_its_passage_is_supported_without_an_embedding():
+    def no_model(texts):  # type: ignore[no-untyped-def]
+        raise AssertionError(f"embedded {texts}")
+
+    answer = AnswerOut(
+        decision="answer",
+        confidence=0.9,
+        claims=[ClaimOut(text="A password reset link is valid  for 30 minutes.", passages=[1])],
+    )
+    validated = citations_validate(
+        answer, passages=[passage(1, RESET)], embed=no_model, support_min=0.5
+    )
+    assert validated.support == [1.0] and validated.claims[0].passages == [1]
+
+
+def test_the_claims_of_an_answer_are_embedded_in_one_call_and_scored_as_one_by_one():
+    calls = []
+
+    def counting(texts):  # type: ignore[no-untyped-def]
+        calls.append(list(texts))
+        return bag_of_words(texts)
+
+    claims = [
+        ClaimOut(text="Reset links are valid for 30 minutes.", passages=[1]),
+        ClaimOut(text="Request a new link after that.", passages=[1, 2]),
+        ClaimOut(text="Call our hotline for a free upgrade.", passages=[2]),
+    ]
+    passages = [passage(1, RESET), passage(2, "The Pro plan costs $8 per month.")]
+
+    answer = AnswerOut(decision="answer", confidence=0.9, claims=claims)
+    batched = citations_validate(answer, passages=passages, embed=counting, support_min=0.5)
+
+    assert len(calls) == 1
+    one_by_one = [
+        support_scores(c.text, [passages[n - 1] for n in c.passages], bag_of_words) for c in claims
+    ]
+    assert batched.support == [max(s.values()) for s in one_by_one[:2]]
+    assert [r.score for r in batched.removed] == [max(one_by_one[2].values())]
+
+
 def test_word_overlap_ignores_stop_words_and_simple_inflections():
     assert word_overlap("The links expire", "a link expired") == 1.0
     assert word_overlap("the of and", "anything") == 1.0
