@@ -77,7 +77,7 @@ def corpus_ingest(names: set[str]) -> Corpus:
         if reason:
             corpus.unavailable[name] = reason
             continue
-        collection = services.collection_get_or_create(f"eval-{name}")
+        collection = services.collection_get_or_create(f"eval-{name}", public=True)
         corpus.collection_ids[name] = collection.id
         corpus.slugs[name] = collection.slug
         for path in files:

@@ -17,15 +17,22 @@ logger = logging.getLogger(__name__)
 EVAL_DATABASE_NAME = "ragapp_eval"
 
 
+def _drop(name: str) -> None:
+    """Drop ``name`` even while another thread holds a session in it (the trace store's batch
+    exporter keeps its own connection open)."""
+    quoted = connection.ops.quote_name(name)
+    with connection._nodb_cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
+
+
 def _recreate(name: str) -> None:
     """Drop a leftover of a crashed run, create the database, enable pgvector in it.
 
     The extension comes first so the migrations never depend on their order to find it.
     """
-    quoted = connection.ops.quote_name(name)
+    _drop(name)
     with connection._nodb_cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
-        cursor.execute(f"CREATE DATABASE {quoted}")
+        cursor.execute(f"CREATE DATABASE {connection.ops.quote_name(name)}")
     original = connection.settings_dict["NAME"]
     connection.close()
     connection.settings_dict["NAME"] = name
@@ -53,6 +60,9 @@ def eval_database(name: str = EVAL_DATABASE_NAME) -> Iterator[str]:
         try:
             yield name
         finally:
-            creation.destroy_test_db(original, verbosity=0, keepdb=False)
+            # keepdb: Django only points the settings back; its plain DROP would fail on a
+            # session another thread still holds.
+            creation.destroy_test_db(original, verbosity=0, keepdb=True)
+            _drop(name)
     finally:
         test_settings["NAME"] = previous_test_name

@@ -138,9 +138,17 @@ def _ask(case: Case, *, slug: str, user) -> tuple[Reply, str]:  # type: ignore[n
 def _chunk_texts(reply: Reply) -> dict[int, tuple[str, str]]:
     from ingestion.models import Chunk
 
+    """The stored text of each cited chunk, as the answer may show it: a chunk flagged at ingestion
+    is cited with its instruction sentences removed (``RAGAPP_FLAGGED_CHUNKS=fence``)."""
+    from agent.pipeline.guards import passage_screen
+
+    fenced = {c["chunk_id"] for c in reply.citations if c.get("flagged")}
     ids = [c["chunk_id"] for c in reply.citations if isinstance(c.get("chunk_id"), int)]
     rows = Chunk.objects.filter(id__in=ids).values_list("id", "document_id", "text")
-    return {cid: (str(doc), text) for cid, doc, text in rows}
+    return {
+        cid: (str(doc), passage_screen(text)[0] if cid in fenced else text)
+        for cid, doc, text in rows
+    }
 
 
 def case_run(

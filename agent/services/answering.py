@@ -561,6 +561,7 @@ def answer_finish(
             "page": p.page,
             "heading": p.heading,
             "text": p.text,
+            "flagged": p.flagged,  # text is the stored chunk with its instruction sentences removed
             "scores": by_chunk[p.chunk_id].scores,
         }
         for label, p in cited

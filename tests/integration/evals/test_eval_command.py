@@ -94,3 +94,42 @@ def test_comparing_two_prompt_versions_prints_the_per_case_diff(tmp_path, transa
     assert "no case differs between grounded_answer@1 and grounded_answer@1" in out.getvalue()
     data = json.loads(output.read_text())
     assert [run["prompt"] for run in data["compare"]] == ["grounded_answer@1"] * 2
+
+
+def test_a_prompt_broken_on_purpose_fails_the_eval_while_its_predecessor_passes(
+    tmp_path, transactional_db, openai_server, settings, monkeypatch
+):
+    """A new version whose user template lost the passages: the model (the loopback server,
+    which answers from the passages it is shown) has nothing to cite and refuses."""
+    import shutil
+    from io import StringIO
+
+    from agent.pipeline import prompt as registry
+    from agent.providers.registry import chat_models
+    from tests.integration.agent.conftest import openai_entry
+
+    folder = tmp_path / "prompts"
+    shutil.copytree(registry.PROMPTS_DIR, folder)
+    broken = (folder / "grounded_answer@2.toml").read_text()
+    broken = broken.replace('version = "2"', 'version = "9"').replace("{passages}", "(none)")
+    (folder / "grounded_answer@9.toml").write_text(broken)
+    monkeypatch.setattr(registry, "PROMPTS_DIR", folder)
+    registry.prompt_load.cache_clear()
+    settings.RAG_CHAT_MODELS = [openai_entry(openai_server, "gpt-4o")]
+    settings.OPENAI_BASE_URL = openai_server.url
+    chat_models.cache_clear()
+    output = tmp_path / "eval.json"
+    gate = ["--case", "ans-reset-link-expiry", "--no-judge", "--output", str(output)]
+    gate += ["--thresholds", str(thresholds(tmp_path, assertion=1.0))]
+    try:
+        call_command("eval", *gate, "--prompt", "grounded_answer@2", stdout=StringIO())
+        assert json.loads(output.read_text())["passed"]
+
+        with pytest.raises(CommandError, match="below its threshold"):
+            call_command("eval", *gate, "--prompt", "grounded_answer@9", stdout=StringIO())
+    finally:
+        registry.prompt_load.cache_clear()
+        chat_models.cache_clear()
+    data = json.loads(output.read_text())
+    assert data["prompt"] == "grounded_answer@9"
+    assert data["below_threshold"] == ["assertion pass rate 0.000 is below the threshold 1.000"]

@@ -19,7 +19,8 @@ def write_cases(path: Path, header: dict, *cases: dict) -> Path:
 def test_the_golden_set_has_at_least_sixty_cases_in_every_category():
     golden = golden_set_load()
     assert len(golden.cases) >= 60
-    assert set(golden.versions) == {
+    # "reviewed" (cases promoted from the review queue) joins these once some are committed.
+    assert set(golden.versions) - {"reviewed"} == {
         "answerable",
         "unanswerable",
         "multi_turn",
