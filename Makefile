@@ -86,3 +86,10 @@ bench-ingest: $(STAMP)
 
 bench-answer: $(STAMP)
 	RAGAPP_DATA_DIR=$${RAGAPP_BENCH_DATA_DIR:-$(CURDIR)/.data/bench-answer} $(PY) bench/answer_bench.py
+
+# The injection sets replayed through the real answering pipeline, extractive and with an
+# obedient model on loopback (own data folder, rolled back) -> bench/results/safety.json.
+.PHONY: bench-safety
+bench-safety: $(STAMP)
+	RAGAPP_DATA_DIR=$(CURDIR)/.data/bench-safety RAGAPP_LOG_LEVEL=$${RAGAPP_LOG_LEVEL:-WARNING} \
+		$(PY) -m bench.safety --out bench/results/safety.json

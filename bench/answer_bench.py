@@ -1,16 +1,27 @@
 """The answer benchmark (``make bench-answer``): pipeline overhead, time to first token, cache-hit
 latency and the cost saved by routing and caching, on a replayed mix of 200 questions.
 
-Runs on its own embedded database (``.data/bench-answer``) holding ~10k chunks: the sample
-passages with real embeddings plus filler chunks with random unit vectors. The chat model is the
-loopback OpenAI-protocol server (tests/support/openai_server.py) answering after a fixed delay, so
-provider time is known and subtracted: overhead = answer latency - provider time.
+Runs on its own embedded database (``.data/bench-answer``): the sample knowledge base ingested
+through the real pipeline (collection ``eval-sample``) plus 10k filler chunks with random unit
+vectors. The questions are the golden set's questions about that knowledge base (answerable,
+unanswerable, other languages, and multi-turn pairs): 200 turns drawn with a long-tailed
+(Zipf) popularity, so popular questions repeat, plus exact-cache variants (case, spacing,
+punctuation) and follow-ups in the same conversation.
 
+The chat model is the loopback OpenAI-protocol server (tests/support/openai_server.py) answering
+after a fixed delay. What counts as overhead: the whole turn as the caller sees it (input guard,
+cache lookups, embedding, retrieval, rerank, context budget, validation, gate, every database
+write) minus provider time, where provider time is the sum of the recorded attempts' latencies:
+each measured around the SDK call, so the SDK's own request building and reply parsing count as
+provider time. Cache hits are reported apart (exact and semantic), not as overhead.
+
+``--profile`` runs the replay under pyinstrument and writes ``bench/results/answer_profile.txt``.
 Writes ``bench/results/answer.json``.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import random
@@ -38,20 +49,8 @@ PROVIDER_DELAY_S = 0.2
 FILLER_CHUNKS = 10_000
 QUESTIONS = 200
 SEED = 7
-
-BASE_QUESTIONS = [
-    "How long is a password reset link valid?",
-    "How many recovery codes do I get?",
-    "How do I turn on two-factor authentication?",
-    "How much does the Pro plan cost?",
-    "Do notes edited offline sync later?",
-    "How long must a new password be?",
-    "Does Nimbus Notes send sign-in codes by SMS?",
-    "What happens to other devices when I change my password?",
-    "Why do reset links expire and how does that compare to two-factor codes?",
-    "Explain the difference between recovery codes and authenticator codes.",
-]
-FOLLOW_UPS = ["What about the Pro plan?", "And for recovery codes?", "What if it expired?"]
+FOLLOW_UP_SHARE = 0.12  # of draws: a multi-turn pair (its first question, then the follow-up)
+VARIANT_SHARE = 0.10  # of draws: an earlier question re-typed (exact cache after normalising)
 
 
 def p(values: list[float], q: float) -> float:
@@ -62,41 +61,18 @@ def p(values: list[float], q: float) -> float:
 
 
 def seed_database() -> None:
+    """The sample knowledge base through the real ingestion pipeline, then the filler."""
+    from evals.corpus import corpus_ingest
     from ingestion import services
-    from ingestion.models import Chunk, Document
+    from ingestion.models import Chunk, Collection, Document
     from retrieval.providers.registry import embedder
-    from tests.integration.agent.conftest import SMALL_KB
 
-    if Chunk.objects.count() >= FILLER_CHUNKS:
+    if Collection.objects.filter(slug="eval-sample").exists():
         return
+    corpus_ingest({"sample"})
     emb = embedder()
-    collection = services.collection_get_or_create()
-    rng = np.random.default_rng(SEED)
-    for n, (title, passages) in enumerate(SMALL_KB.items()):
-        document = Document.objects.create(
-            collection=collection,
-            title=title,
-            file=f"documents/bench-{n}.md",
-            original_name=f"bench-{n}.md",
-            content_hash=f"bench-{n}",
-            status=Document.Status.READY,
-            stage=Document.Stage.INDEXED,
-        )
-        vectors = emb.embed_documents([t for _, t in passages])
-        Chunk.objects.bulk_create(
-            Chunk(
-                document=document,
-                index=i,
-                text=t,
-                heading=h,
-                token_count=len(t) // 4,
-                embedding=v,
-                embedding_model=emb.name,
-            )
-            for i, ((h, t), v) in enumerate(zip(passages, vectors, strict=True))
-        )
     filler = Document.objects.create(
-        collection=collection,
+        collection=services.collection_get_or_create(public=True),
         title="Filler",
         file="documents/filler.md",
         original_name="filler.md",
@@ -104,6 +80,7 @@ def seed_database() -> None:
         status=Document.Status.READY,
         stage=Document.Stage.INDEXED,
     )
+    rng = np.random.default_rng(SEED)
     words = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor".split()
     for start in range(0, FILLER_CHUNKS, 1000):
         vectors = rng.normal(size=(1000, settings.RAGAPP_EMBEDDING_DIM)).astype(np.float32)
@@ -122,25 +99,48 @@ def seed_database() -> None:
         )
 
 
+def question_pool() -> tuple[list[str], list[tuple[str, str]]]:
+    """(first-turn questions, (first question, follow-up) pairs) of the golden set about the
+    sample knowledge base; injection probes and other collections are left out."""
+    from evals.cases import golden_set_load
+
+    first, pairs = [], []
+    for case in golden_set_load().cases:
+        if case.collection != "sample" or case.category == "injection":
+            continue
+        if case.history:
+            pairs.append((case.history[-1], case.question))
+        else:
+            first.append(case.question)
+    return first, pairs
+
+
 def replay_mix(rng: random.Random) -> list[tuple[str, bool]]:
-    """(question, follow_up_of_previous): repeats, paraphrases and follow-ups."""
+    """200 turns of (question, follow-up of the previous turn): popular questions repeat (Zipf),
+    some are re-typed, some come with a follow-up in the same conversation."""
+    first, pairs = question_pool()
+    rng.shuffle(first)
+    weights = [1 / rank for rank in range(1, len(first) + 1)]
+    asked: list[str] = []
     mix: list[tuple[str, bool]] = []
     while len(mix) < QUESTIONS:
         roll = rng.random()
-        question = rng.choice(BASE_QUESTIONS)
-        if roll < 0.15 and mix:
-            mix.append((rng.choice(FOLLOW_UPS), True))
-        elif roll < 0.25:
-            mix.append((question.lower().rstrip("?") + " ?", False))  # an exact-cache variant
+        if roll < FOLLOW_UP_SHARE and len(mix) < QUESTIONS - 1:
+            opener, follow_up = rng.choice(pairs)
+            mix += [(opener, False), (follow_up, True)]
+        elif roll < FOLLOW_UP_SHARE + VARIANT_SHARE and asked:
+            mix.append((rng.choice(asked).lower().rstrip("?") + " ?", False))
         else:
+            question = rng.choices(first, weights)[0]
+            asked.append(question)
             mix.append((question, False))
     return mix
 
 
-def main() -> None:
+def main(profile: bool = False) -> None:
     from django.test.utils import override_settings
 
-    from agent.models import Message, UsageRecord
+    from agent.models import AnswerCache, CircuitBreaker, Message, UsageRecord
     from agent.providers.registry import chat_models
     from agent.services import answer_question
     from agent.services.streaming import answer_stream
@@ -151,8 +151,6 @@ def main() -> None:
     seed_database()
     Message.objects.all().delete()
     UsageRecord.objects.all().delete()
-    from agent.models import AnswerCache, CircuitBreaker
-
     AnswerCache.objects.all().delete()
     CircuitBreaker.objects.all().delete()
     user, _ = get_user_model().objects.get_or_create(username="bench")
@@ -165,8 +163,12 @@ def main() -> None:
 
     server = FakeOpenAIServer(default=delay(PROVIDER_DELAY_S)).start()
     extractive = {"KIND": "extractive", "OPTIONS": {}}
-    rng = random.Random(SEED)
-    overhead, ttft, hits, total = [], [], [], []
+    mix = replay_mix(random.Random(SEED))
+    overhead: list[float] = []
+    ttft: list[float] = []
+    total: list[float] = []
+    hits: dict[str, list[float]] = {"exact": [], "semantic": []}
+    profiler = None
     with override_settings(
         RAG_CHAT_MODELS=[entry("gpt-4o"), extractive],
         RAG_CHAT_ROUTES={"easy": [entry("gpt-4o-mini"), extractive]},
@@ -174,8 +176,14 @@ def main() -> None:
     ):
         chat_models.cache_clear()
         answer_question(user=user, question="warm up the models and the lexical index")
+        AnswerCache.objects.all().delete()
+        if profile:
+            from pyinstrument import Profiler
+
+            profiler = Profiler(interval=0.001)
+            profiler.start()
         conversation = None
-        for i, (question, follow_up) in enumerate(replay_mix(rng)):
+        for i, (question, follow_up) in enumerate(mix):
             started = time.perf_counter()
             if i % 4 == 0:  # a quarter streamed, for time to first token
                 events = answer_stream(
@@ -195,36 +203,48 @@ def main() -> None:
             message = outcome.message
             total.append(elapsed)
             if message.cache:
-                hits.append(elapsed)
+                hits[message.cache].append(elapsed)
             elif message.trace.get("provider_ms") is not None:
                 overhead.append(elapsed - message.trace["provider_ms"])
             if "ttft_ms" in message.trace:
                 ttft.append(message.trace["ttft_ms"])
+        if profiler is not None:
+            profiler.stop()
+            text = profiler.output_text(unicode=True, color=False)
+            (REPO / "bench" / "results" / "answer_profile.txt").write_text(text)
     chat_models.cache_clear()
     server.stop()
 
     records = UsageRecord.objects.filter(user=user, succeeded=True)
     actual = float(records.aggregate(c=Sum("cost_usd"))["c"] or 0)
     # Baseline: every question to the flagship, no cache: flagship price of the tokens actually
-    # used, plus the mean flagship call for each question the cache answered.
+    # used, plus the mean flagship call for each question a cache answered.
     flagship = [float(cost_usd("gpt-4o", r.input_tokens, r.output_tokens)) for r in records]
     mean_flagship = statistics.mean(flagship) if flagship else 0.0
-    baseline = sum(flagship) + mean_flagship * len(hits)
+    all_hits = hits["exact"] + hits["semantic"]
+    baseline = sum(flagship) + mean_flagship * len(all_hits)
     result = {
         "questions": QUESTIONS,
+        "distinct_questions": len({q.casefold().rstrip(" ?") for q, _ in mix}),
+        "follow_ups": sum(follow_up for _, follow_up in mix),
         "chunks": FILLER_CHUNKS,
         "provider_delay_ms": PROVIDER_DELAY_S * 1000,
         "overhead_p50_ms": p(overhead, 0.5),
         "overhead_p95_ms": p(overhead, 0.95),
         "ttft_p95_ms": p(ttft, 0.95),
-        "cache_hit_p50_ms": p(hits, 0.5),
-        "cache_hit_p95_ms": p(hits, 0.95),
-        "cache_hits": len(hits),
+        "cache_hit_p50_ms": p(hits["exact"], 0.5),
+        "cache_hit_p95_ms": p(hits["exact"], 0.95),
+        "cache_hits": len(hits["exact"]),
+        "semantic_cache_hit_p50_ms": p(hits["semantic"], 0.5),
+        "semantic_cache_hit_p95_ms": p(hits["semantic"], 0.95),
+        "semantic_cache_hits": len(hits["semantic"]),
         "cost_usd": round(actual, 6),
         "baseline_cost_usd": round(baseline, 6),
         "cost_saved_fraction": round(1 - actual / baseline, 3) if baseline else 0.0,
-        "latency_saved_ms": round(len(hits) * (statistics.mean(total) - statistics.mean(hits)), 1)
-        if hits
+        "latency_saved_ms": round(
+            len(all_hits) * (statistics.mean(total) - statistics.mean(all_hits)), 1
+        )
+        if all_hits
         else 0.0,
         "load_average": os.getloadavg(),
     }
@@ -235,8 +255,10 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", action="store_true", help="profile with pyinstrument")
     try:
-        main()
+        main(profile=parser.parse_args().profile)
     finally:
         if settings.EMBEDDED_DATABASE:  # the bench's own database server: stop it with the run
             from ragapp import embedded_db

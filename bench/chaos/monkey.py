@@ -89,7 +89,9 @@ class ChaosRun:
         self.log = ChaosLog()
         self.ids: list[str] = []
         self.poison_id: str | None = None
-        self._poison_seen_attempt = 0
+        self._poison_seen: set[tuple[str, int]] = (
+            set()
+        )  # (stage, attempt): attempts restart per stage
         self.started = 0.0
 
     # --- the run --------------------------------------------------------------------------------
@@ -236,15 +238,21 @@ class ChaosRun:
         if self.poison_id is None or self.log.poison_kills >= self.plan.poison_max_kills:
             return
         from ingestion.models import Document
+        from ingestion.services import EMBED_STAGES
 
         row = _db_call(
-            lambda: Document.objects.filter(id=self.poison_id).values("status", "attempts").first()
+            lambda: (
+                Document.objects.filter(id=self.poison_id)
+                .values("status", "stage", "attempts")
+                .first()
+            )
         )
         if not row or row["status"] != Document.Status.PROCESSING:
             return
-        if row["attempts"] <= self._poison_seen_attempt:
+        delivery = ("embed" if row["stage"] in EMBED_STAGES else "parse", row["attempts"])
+        if delivery in self._poison_seen:
             return
-        self._poison_seen_attempt = row["attempts"]
+        self._poison_seen.add(delivery)
         time.sleep(0.3)  # let it get into parsing or embedding
         if self.worker.kill_children():
             self.log.poison_kills += 1

@@ -208,7 +208,7 @@ def prepare_data(worker: Any, data_dir: Path) -> dict[str, Any]:
 
     call_command("migrate", interactive=False, verbosity=0)
     worker.wait_ready(timeout=180)
-    collection = services.collection_get_or_create()
+    collection = services.collection_get_or_create(public=True)
     ids = []
     for path in sorted(settings.RAGAPP_SAMPLE_KB_DIR.iterdir()):
         if path.name.lower() == "readme.md":

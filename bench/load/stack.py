@@ -217,22 +217,14 @@ class ManagedProcess:
 def celery_worker(
     env: dict[str, str], log_path: Path, *, name: str = "worker", concurrency: int = 1
 ) -> ManagedProcess:
-    """The worker as ``make run`` starts it: prefork pool, ``--concurrency`` processes."""
+    """The worker as ``make run`` starts it (prefork pool, ``--concurrency`` processes, every
+    queue), without beat: runners that need periodic sweeps start ``celery_beat`` apart, so
+    killing the worker's pool does not kill beat."""
+    from ragapp.celery import worker_command
+
     return ManagedProcess(
         name=name,
-        argv=[
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "ragapp",
-            "worker",
-            "--loglevel=INFO",
-            f"--concurrency={concurrency}",
-            "--without-gossip",
-            "--without-mingle",
-            f"--hostname={name}-{os.getpid()}@%h",
-        ],
+        argv=worker_command(hostname=f"{name}-{os.getpid()}@%h", concurrency=concurrency),
         env=env,
         log_path=log_path,
         ready_marker="ready.",

@@ -12,11 +12,10 @@ from __future__ import annotations
 import io
 
 import pytest
-from django.conf import settings
 
 from bench.chaos.corpus import document_text
 from bench.chaos.monkey import audit_documents
-from bench.load.stack import celery_worker, database_url_of, process_env, wait_for
+from bench.load.stack import celery_beat, celery_worker, database_url_of, process_env, wait_for
 from ingestion import services
 from ingestion.models import Document
 
@@ -32,18 +31,25 @@ def _newly_processing(seen: set[str]) -> list[str]:
     return [str(i) for i in rows if str(i) not in seen]
 
 
-def test_every_document_ends_ready_or_failed_when_the_worker_is_killed_mid_task():
+def test_every_document_ends_ready_or_failed_when_the_worker_is_killed_mid_task(settings):
     from django.db import connection
 
+    # Queues of its own: the session's shared test worker must not take these documents.
+    settings.RAGAPP_QUEUE_PARSE, settings.RAGAPP_QUEUE_EMBED = "chaos.parse", "chaos.embed"
     env = process_env(
         DATABASE_URL=database_url_of(connection.settings_dict),
         CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
-        # The worker's sweeper re-queues a document stuck this long (production: 600 s), often.
+        RAGAPP_QUEUE_PARSE=settings.RAGAPP_QUEUE_PARSE,
+        RAGAPP_QUEUE_EMBED=settings.RAGAPP_QUEUE_EMBED,
+        # Beat's sweep re-queues a document stuck this long (production: 600 s), often.
         RAGAPP_INGEST_STALE_S="30",
         RAGAPP_INGEST_SWEEP_EVERY_S="3",
     )
     worker = celery_worker(env, settings.DATA_DIR / "chaos-worker.log", name="chaos")
     worker.start()
+    # Beat on its own, as in production: killing the worker's pool must not stop the sweeps.
+    schedule = settings.DATA_DIR / "chaos-beat-schedule"
+    beat = celery_beat(env, settings.DATA_DIR / "chaos-beat.log", schedule).start()
     try:
         worker.wait_ready(timeout=120)
         collection = services.collection_get_or_create("chaos-short")
@@ -81,6 +87,7 @@ def test_every_document_ends_ready_or_failed_when_the_worker_is_killed_mid_task(
         audit = audit_documents(ids)
     finally:
         worker.stop()
+        beat.stop()
 
     assert worker.kills == ["group", "child"] and all(caught)
     assert audit["lost"] == 0, audit["lost_detail"]
