@@ -13,7 +13,9 @@ after a fixed delay. What counts as overhead: the whole turn as the caller sees 
 cache lookups, embedding, retrieval, rerank, context budget, validation, gate, every database
 write) minus provider time, where provider time is the sum of the recorded attempts' latencies:
 each measured around the SDK call, so the SDK's own request building and reply parsing count as
-provider time. Cache hits are reported apart (exact and semantic), not as overhead.
+provider time. Cache hits are reported apart (exact and semantic), not as overhead. Tracing is on,
+with spans stored in the database, and the heap is frozen after the model loads, both as in a
+gunicorn worker.
 
 ``--profile`` runs the replay under pyinstrument and writes ``bench/results/answer_profile.txt``.
 Writes ``bench/results/answer.json``.
@@ -145,6 +147,10 @@ def main(profile: bool = False) -> None:
     from agent.services import answer_question
     from agent.services.streaming import answer_stream
     from agent.services.usage import cost_usd
+    from ragapp.gunicorn_conf import post_worker_init
+    from ragapp.tracing import tracing_setup
+
+    tracing_setup()  # traced and stored as a served answer is (ragapp/wsgi.py)
     from tests.support.openai_server import FakeOpenAIServer, delay
 
     call_command("migrate", verbosity=0)
@@ -175,6 +181,7 @@ def main(profile: bool = False) -> None:
         OPENAI_BASE_URL=server.url,
     ):
         chat_models.cache_clear()
+        post_worker_init(None)  # as a served process starts: the model loaded, the heap frozen
         answer_question(user=user, question="warm up the models and the lexical index")
         AnswerCache.objects.all().delete()
         if profile:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -17,6 +18,10 @@ def post_worker_init(worker) -> None:  # type: ignore[no-untyped-def]
     from retrieval.providers.registry import embedder
 
     embedder().load()  # type: ignore[attr-defined]
+    # Django, torch and the model live as long as the worker: take them out of the garbage
+    # collector's view, so a full collection stops walking them on a request's time (such
+    # pauses took 60-280 ms each in bench-answer before).
+    gc.freeze()
 
 
 def child_exit(server, worker) -> None:  # type: ignore[no-untyped-def]
