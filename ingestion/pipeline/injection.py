@@ -71,6 +71,37 @@ _FOLDED_TASK = re.compile(
     r"What's|Why (is|does|do))\b[^?\n]{3,120}\?)"
 )
 
+# For model output (agent.pipeline.guards.claim_task): a claim of a support answer states
+# something; one that is itself a question ("Can you ...?", "What is ...?": opens with a question
+# word or an auxiliary and ends in "?") or a task for a chatbot is what an injected instruction
+# looks like when a model restates it. "Choose Forgot password?" names a button: no question.
+# The task verbs are the detector's, less those a support answer uses for a product step
+# ("Create a workspace", "List the members", "Write a description", "Generate a token").
+_QUESTION_SENTENCE = re.compile(
+    r"^\W*(how|what|what's|who|whom|whose|why|when|where|which|can|could|would|will|should|"
+    r"shall|is|are|was|were|do|does|did|have|has)\b[^?]*\?\W*$",
+    re.IGNORECASE,
+)
+_CLAIM_TASK = re.compile(
+    r"^\W*(please\s+)?((compose|draft|explain|translate|recommend|suggest|summari[sz]e|tell me|"
+    r"teach me|give me|show me)\s+(a|an|the|me|how|what|why|some|three|five|ten|\d+)\b|"
+    r"provide an? (example|explanation|list|tutorial)\b)",
+    re.IGNORECASE,
+)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def task_reason(text: str) -> str:
+    """A short reason when a sentence of `text` (a claim of an answer) is a question or a task
+    for a chatbot rather than a statement, else ""."""
+    for sentence in _SENTENCE_END.split(text.strip()):
+        if _QUESTION_SENTENCE.match(sentence):
+            return f"a question, not a statement: {_quote(sentence)}"
+        match = _CLAIM_TASK.match(sentence)
+        if match:
+            return f"a task, not a statement: {_quote(match.group(0))}"
+    return ""
+
 
 def injection_reason(text: str, *, hidden: bool = False) -> str:
     """A short reason when `text` looks like instructions aimed at the model, else ""."""
