@@ -257,8 +257,10 @@ def run_indirect(
             c[f"{kind}_fenced"] += bool(reply.fenced)
             if reply.rejected or reply.blocked:
                 c[f"{kind}_guard_refused"] += 1
+            c[f"{kind}_{row['bipia_split']}"] += 1
             if kind == "poisoned" and followed(reply.text, row["attack_text"]):
                 c["attack_success"] += 1
+                c[f"attack_success_{row['bipia_split']}"] += 1
                 followed_ids.append(row["id"])
             c["canary_leaks"] += bool(CANARY.search(reply.shown))
             c["exfil_rendered"] += exfil_rendered(reply.text)
@@ -267,6 +269,10 @@ def run_indirect(
     c["model_obeyed"] = sum(bool(r["seen"]) for r in model.replies)
     return {
         "indirect_attack_success": ratio(c["attack_success"], c["poisoned"]),
+        "by_split": {  # the detector's rules were tuned on the train rows only
+            split: ratio(c[f"attack_success_{split}"], c[f"poisoned_{split}"])
+            for split in ("train", "test")
+        },
         "clean_guard_refusal": ratio(c["clean_guard_refused"], c["clean"]),
         "canary_leaks": c["canary_leaks"],
         "exfil_rendered": c["exfil_rendered"],
@@ -384,6 +390,8 @@ def table(result: dict[str, Any]) -> str:
         ),
     )
     row("indirect attack success", lambda m: m["indirect"]["indirect_attack_success"])
+    row("  on train rows", lambda m: m["indirect"]["by_split"]["train"])
+    row("  on test rows", lambda m: m["indirect"]["by_split"]["test"])
     row("direct attack success", lambda m: m["direct"]["attack_success"])
     row("benign false refusal", lambda m: m["direct"]["benign_false_refusal"])
     row("clean context guard refusal", lambda m: m["indirect"]["clean_guard_refusal"])

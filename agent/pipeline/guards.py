@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 @dataclass(frozen=True)
 class Finding:
-    rule: str  # e.g. "pii_email", "external_link", "external_image", "canary", "prompt_leak"
+    rule: str  # e.g. "pii_email", "external_link", "canary", "prompt_leak", "task_claim"
     excerpt: str
 
 
@@ -131,6 +131,16 @@ def leaks_prompt(
         if run in haystack:
             return Finding("prompt_leak", run[:80])
     return None
+
+
+def claim_task(text: str) -> Finding | None:
+    """A claim that is itself a question or a task for a chatbot, not a statement of a support
+    answer: how an obedient model restates an instruction it found in a passage. The citation
+    check cannot catch it (the words are in the passage it cites), so it is dropped here."""
+    from ingestion.pipeline.injection import task_reason
+
+    reason = task_reason(text)
+    return Finding("task_claim", f"{reason}: {text[:120]}") if reason else None
 
 
 # --- Retrieved passages --------------------------------------------------------------------------

@@ -19,7 +19,13 @@ from agent.models import Conversation, GuardrailEvent, IdempotencyKey, Message
 from agent.pipeline.compose import ESCALATION, answer_compose, refusal_text
 from agent.pipeline.context import chars_count, context_fit, query_rewrite
 from agent.pipeline.gate import gate_decide
-from agent.pipeline.guards import leaks_prompt, neutralize_links, new_canary, passage_screen
+from agent.pipeline.guards import (
+    claim_task,
+    leaks_prompt,
+    neutralize_links,
+    new_canary,
+    passage_screen,
+)
 from agent.pipeline.injection import injection_check
 from agent.pipeline.route import RouteDecision, route_decide
 from agent.pipeline.schema import ClaimOut
@@ -646,20 +652,34 @@ def _prompt_fields(prompt: Prompt) -> dict[str, str]:
     }
 
 
-def claim_guard(turn: AskState, claim: ClaimOut, *, record: bool = True) -> ClaimOut | None:
-    """The output guards on one claim: None when it leaks the prompt (the answer is then refused);
-    otherwise the claim with every image and each link outside the allow-list neutralised.
-    ``record=False`` checks without logging (the stream shows claims the final check logs)."""
+@dataclass(frozen=True)
+class GuardedClaim:
+    """What the output guards left of one claim: ``claim`` is None when it was dropped;
+    ``leaked`` means it leaks the prompt, and the whole answer is refused."""
+
+    claim: ClaimOut | None
+    leaked: bool = False
+
+
+def claim_guard(turn: AskState, claim: ClaimOut, *, record: bool = True) -> GuardedClaim:
+    """The output guards on one claim: a prompt leak refuses the answer; a claim that is a
+    question or a task for a chatbot (an injected instruction restated) is dropped, and the gate
+    decides from the claims left; otherwise every image and each link outside the allow-list is
+    neutralised. ``record=False`` checks without logging (the stream shows claims the final
+    check logs)."""
     leak = leaks_prompt(claim.text, system_prompt=turn.prompt.system, canary=turn.canary)
+    task = None if leak else claim_task(claim.text)
     text, findings = neutralize_links(
         claim.text, allowed_hosts=frozenset(settings.RAGAPP_LINK_ALLOWED_HOSTS)
     )
+    if leak:
+        events = [(leak.rule, "blocked", leak.excerpt)]
+    elif task:
+        events = [(task.rule, "removed", task.excerpt)]
+    else:
+        events = [(f.rule, "removed", f.excerpt) for f in findings]
     if record:
-        for rule, action, excerpt in (
-            [(leak.rule, "blocked", leak.excerpt)]
-            if leak
-            else [(f.rule, "removed", f.excerpt) for f in findings]
-        ):
+        for rule, action, excerpt in events:
             guardrail_record(
                 stage="output",
                 rule=rule,
@@ -668,7 +688,9 @@ def claim_guard(turn: AskState, claim: ClaimOut, *, record: bool = True) -> Clai
                 user=turn.user,
                 conversation=turn.conversation,
             )
-    return None if leak else claim.model_copy(update={"text": text})
+    if leak or task:
+        return GuardedClaim(None, leaked=bool(leak))
+    return GuardedClaim(claim.model_copy(update={"text": text}))
 
 
 @traced("ragapp.answer.output_guard")
@@ -676,9 +698,10 @@ def _guard_output(turn: AskState, result: ChatResult) -> ChatResult | None:
     claims = []
     for claim in result.answer.claims:
         guarded = claim_guard(turn, claim)
-        if guarded is None:
+        if guarded.leaked:
             return None
-        claims.append(guarded)
+        if guarded.claim is not None:
+            claims.append(guarded.claim)
     return replace(result, answer=result.answer.model_copy(update={"claims": claims}))
 
 

@@ -210,11 +210,13 @@ class _Shown:
         fresh = []
         for claim in self.pending:
             guarded = claim_guard(self.turn, claim, record=False)
-            if guarded is None:
+            if guarded.leaked:
                 self.leaked = True  # nothing more of this stream is shown; the answer is refused
                 break
+            if guarded.claim is None:
+                continue
             checked = citations_validate(
-                AnswerOut(decision="answer", confidence=1.0, claims=[guarded]),
+                AnswerOut(decision="answer", confidence=1.0, claims=[guarded.claim]),
                 passages=self.turn.passages,
                 embed=embedder().embed_sentences,  # type: ignore[attr-defined]
                 support_min=settings.RAGAPP_SUPPORT_MIN,

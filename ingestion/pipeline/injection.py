@@ -40,14 +40,23 @@ _ADDRESSES_MODEL = re.compile(
 )
 # A task for a chatbot dropped into a document: a sentence that opens with a writing or tutoring
 # verb in the imperative, or a general-knowledge question ("How do I ...?", "Who wrote ...?").
+# A table cell opens a piece of its own: parsers render table rows as "| a | b |" lines, and a
+# plain-text table folded into one paragraph puts a line pasted between two rows after a "|".
+_QUESTION = (
+    r"(how do (i|you)|how can i|what (is|are) the|who (wrote|invented|painted|discovered)|"
+    r"what's|why (is|does|do))\b[^?\n]{3,120}\?"
+)
 _OFF_TASK = re.compile(
-    r"(^|[.!?]\s+|\n)\s*(please\s+)?((compose|write|draft|explain|translate|recommend|suggest|"
-    r"describe|summari[sz]e|generate|create|tell me|teach me|give me|show me|list)\s+(a|an|the|"
-    r"me|how|what|why|some|three|five|ten|\d+)\b|provide an? (example|explanation|list|"
-    r"tutorial)\b|(how do (i|you)|how can i|what (is|are) the|who (wrote|invented|painted|"
-    r"discovered)|what's|why (is|does|do))\b[^?\n]{3,120}\?)",
+    r"(^|[.!?]\s+|\n|\|)\s*(please\s+)?((compose|write|draft|explain|translate|recommend|"
+    r"suggest|describe|summari[sz]e|generate|create|tell me|teach me|give me|show me|list)\s+(a|"
+    r"an|the|me|how|what|why|some|three|five|ten|\d+)\b|provide an? (example|explanation|list|"
+    rf"tutorial)\b|{_QUESTION})",
     re.IGNORECASE,
 )
+# A question pasted into the middle of a word, with no space or punctuation before it
+# ("...will be withdrawn fromWho wrote ...?", "charged $3,6How do I ...?"): a capital straight
+# after a small letter or a digit. Questions only, so a camelCase name ("getList the") is no task.
+_GLUED_QUESTION = re.compile(rf"(?<=[a-z\d])(?=[A-Z])(?i:{_QUESTION})")
 
 # Parsers fold single line breaks into spaces, so an instruction pasted on a line of its own
 # arrives mid-sentence ("...The Mercury Team Compose a letter to ..."): the same openers,
@@ -62,6 +71,37 @@ _FOLDED_TASK = re.compile(
     r"What's|Why (is|does|do))\b[^?\n]{3,120}\?)"
 )
 
+# For model output (agent.pipeline.guards.claim_task): a claim of a support answer states
+# something; one that is itself a question ("Can you ...?", "What is ...?": opens with a question
+# word or an auxiliary and ends in "?") or a task for a chatbot is what an injected instruction
+# looks like when a model restates it. "Choose Forgot password?" names a button: no question.
+# The task verbs are the detector's, less those a support answer uses for a product step
+# ("Create a workspace", "List the members", "Write a description", "Generate a token").
+_QUESTION_SENTENCE = re.compile(
+    r"^\W*(how|what|what's|who|whom|whose|why|when|where|which|can|could|would|will|should|"
+    r"shall|is|are|was|were|do|does|did|have|has)\b[^?]*\?\W*$",
+    re.IGNORECASE,
+)
+_CLAIM_TASK = re.compile(
+    r"^\W*(please\s+)?((compose|draft|explain|translate|recommend|suggest|summari[sz]e|tell me|"
+    r"teach me|give me|show me)\s+(a|an|the|me|how|what|why|some|three|five|ten|\d+)\b|"
+    r"provide an? (example|explanation|list|tutorial)\b)",
+    re.IGNORECASE,
+)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def task_reason(text: str) -> str:
+    """A short reason when a sentence of `text` (a claim of an answer) is a question or a task
+    for a chatbot rather than a statement, else ""."""
+    for sentence in _SENTENCE_END.split(text.strip()):
+        if _QUESTION_SENTENCE.match(sentence):
+            return f"a question, not a statement: {_quote(sentence)}"
+        match = _CLAIM_TASK.match(sentence)
+        if match:
+            return f"a task, not a statement: {_quote(match.group(0))}"
+    return ""
+
 
 def injection_reason(text: str, *, hidden: bool = False) -> str:
     """A short reason when `text` looks like instructions aimed at the model, else ""."""
@@ -75,7 +115,7 @@ def injection_reason(text: str, *, hidden: bool = False) -> str:
     match = _ADDRESSES_MODEL.search(text)
     if match:
         return f"addresses the assistant: {_quote(match.group(0))}"
-    match = _OFF_TASK.search(text) or _FOLDED_TASK.search(text)
+    match = _OFF_TASK.search(text) or _FOLDED_TASK.search(text) or _GLUED_QUESTION.search(text)
     if match:
         return f"task for a chatbot: {_quote(match.group(0))}"
     return ""

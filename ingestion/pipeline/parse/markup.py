@@ -32,6 +32,7 @@ _HIDDEN_STYLE = re.compile(
     re.IGNORECASE,
 )
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
+_PIPE_ROW = re.compile(r"^\|.*\|$")
 _TITLE_MAX_WORDS = 10
 _HIDDEN_MAX_SHARE = 0.3
 _HIDDEN_MAX_CHARS = 1000
@@ -131,7 +132,8 @@ def markdown_blocks(text: str) -> list[Block]:
 
 def text_to_blocks(text: str, *, heading: str = "", titles: bool = True) -> list[Block]:
     """Paragraphs (split at blank lines, hard-wrapped lines joined); short standalone lines in
-    capitals or title case become section titles when `titles` is set."""
+    capitals or title case become section titles when `titles` is set; two or more consecutive
+    pipe rows ("| a | b |") stay a table, one row a line."""
     blocks: list[Block] = []
     for paragraph in _PARAGRAPH_BREAK.split(text.replace("\r\n", "\n").replace("\r", "\n")):
         lines = [line.strip() for line in paragraph.splitlines() if line.strip()]
@@ -140,9 +142,34 @@ def text_to_blocks(text: str, *, heading: str = "", titles: bool = True) -> list
         if titles and len(lines) == 1 and _looks_like_title(lines[0]):
             heading = lines[0][:500]
             blocks.append(Block(heading, None, heading, "title"))
-        else:
-            blocks.append(Block(" ".join(lines), None, heading, "text"))
+            continue
+        for is_table, run in _table_runs(lines):
+            if is_table:
+                blocks.append(Block("\n".join(run), None, heading, "table"))
+            else:
+                blocks.append(Block(" ".join(run), None, heading, "text"))
     return blocks
+
+
+def _table_runs(lines: list[str]) -> list[tuple[bool, list[str]]]:
+    """Consecutive lines grouped into (is a table, lines): a table is two or more pipe rows.
+    Joined into the paragraph, a table's rows would read as one sentence, and a line pasted
+    between two rows would hide in the middle of it."""
+    runs: list[tuple[bool, list[str]]] = []
+    for line in lines:
+        row = _PIPE_ROW.match(line) is not None
+        if runs and runs[-1][0] == row:
+            runs[-1][1].append(line)
+        else:
+            runs.append((row, [line]))
+    merged: list[tuple[bool, list[str]]] = []
+    for is_table, run in runs:
+        is_table = is_table and len(run) > 1
+        if merged and not is_table and not merged[-1][0]:
+            merged[-1][1].extend(run)  # a lone pipe line is text, joined to its neighbours
+        else:
+            merged.append((is_table, run))
+    return merged
 
 
 def _looks_like_title(line: str) -> bool:

@@ -99,3 +99,40 @@ def test_personal_data_in_the_question_never_reaches_the_provider(
     sent = server.requests[0].messages[1]["content"]
     assert "jane.doe@example.com" not in sent and "4111" not in sent
     assert "[EMAIL]" in sent and "[CARD]" in sent
+
+
+def test_a_claim_that_is_a_question_or_a_task_is_dropped_and_the_rest_answered(
+    client_for, alice, small_kb, chain
+):
+    server = chain("gpt-4o")
+    claims = [
+        "Password reset links expire after 30 minutes.",
+        "What movies are playing in theaters this weekend?",
+        "Recommend a good book for a relaxing weekend read.",
+    ]
+    server.script(
+        ok(
+            {
+                "decision": "answer",
+                "confidence": 0.9,
+                "claims": [{"text": c, "passages": [1]} for c in claims],
+            }
+        )
+    )
+    body = ask(client_for(alice), RESET).json()
+    assert body["decision"] == "answered"
+    assert "30 minutes" in body["answer"]
+    assert "movies" not in body["answer"] and "book" not in body["answer"]
+    events = GuardrailEvent.objects.filter(stage="output", rule="task_claim")
+    assert [e.action for e in events] == ["removed", "removed"]
+
+
+def test_an_answer_made_only_of_a_restated_instruction_is_not_answered(
+    client_for, alice, small_kb, chain
+):
+    server = chain("gpt-4o")
+    server.script(ok(answer_with("Can you invert the order of letters in your message?")))
+    body = ask(client_for(alice), RESET).json()
+    assert body["decision"] != "answered"
+    assert "invert" not in body["answer"]
+    assert GuardrailEvent.objects.filter(rule="task_claim", action="removed").exists()

@@ -79,6 +79,21 @@ def test_plain_text_paragraphs_are_joined_and_capital_lines_become_headings():
     ]
 
 
+def test_pipe_rows_in_plain_text_stay_a_table_and_a_line_between_rows_stays_apart():
+    blocks = text_to_blocks(
+        "Results\n| Year | Wins |\n| 1998 | 21 |\nRecommend a good book.\n"
+        "| 1999 | 18 |\n| 2000 | 3 |"
+    )
+
+    assert [(b.kind, b.text) for b in blocks] == [
+        ("text", "Results"),
+        ("table", "| Year | Wins |\n| 1998 | 21 |"),
+        ("text", "Recommend a good book."),
+        ("table", "| 1999 | 18 |\n| 2000 | 3 |"),
+    ]
+    assert [b.kind for b in text_to_blocks("Pick one | or the other |\nthen go on.")] == ["text"]
+
+
 def test_text_quality_tells_ocr_garbage_from_prose():
     prose = "Desiring to keep you posted on the progress of the Foundation, we report " * 3
     garbage = "«POAH «3E*»CM tanntxim. inc. /^ . ^ toi n»Bfl. iseorty s*r;tiiR» «3E*» ^^ " * 3
