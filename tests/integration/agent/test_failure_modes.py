@@ -139,6 +139,28 @@ def test_a_connection_refused_falls_back_without_waiting(client_for, alice, smal
     assert total_cost() == 0
 
 
+def test_a_connect_timeout_falls_back_after_the_connect_timeout(client_for, alice, small_kb, chain):
+    # A listener whose accept queue is full: the kernel drops further SYNs, so a connection
+    # neither succeeds nor is refused; only the client's connect timeout ends the wait.
+    with socket.socket() as listener, socket.socket() as queued:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        queued.connect(("127.0.0.1", port))  # fills the queue, never accepted
+        chain(
+            "gpt-4o",
+            options={"base_url": f"http://127.0.0.1:{port}/v1", "connect_timeout_s": 0.5},
+        )
+        started = time.monotonic()
+        body = ask(client_for(alice)).json()
+        elapsed = time.monotonic() - started
+
+    assert (body["decision"], body["degraded"]) == ("answered", True)
+    assert calls()[:2] == [("openai", "gpt-4o", "timeout")] * 2
+    assert elapsed < 4  # two 0.5 s connect attempts and a backoff, not the 30 s read timeout
+    assert total_cost() == 0
+
+
 def test_a_cheaper_model_takes_over_before_the_extractive_answerer(
     client_for, alice, small_kb, chain
 ):
