@@ -43,6 +43,8 @@ class Command(BaseCommand):
         for n in [int(s) for s in options["sizes"].split(",")]:
             corpus = corpus_build(n)
             row = {**latency_in_child(queries=options["queries"]), **hnsw_recall(corpus)}
+            row["ef_search"] = settings.RAGAPP_HNSW_EF_SEARCH
+            row["ef_search_filtered"] = settings.RAGAPP_HNSW_EF_SEARCH_FILTERED
             row["load_average"] = [round(x, 2) for x in os.getloadavg()]
             results[str(n)] = row
             self.stdout.write(f"{n}: {json.dumps(row)}")
@@ -50,11 +52,14 @@ class Command(BaseCommand):
             path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
         self.stdout.write(
             f"{'chunks':>8} {'p50 ms':>8} {'p95 ms':>8} {'recall@10':>10} {'RSS MB':>8}"
+            f" {'filtered p50':>13} {'filtered p95':>13} {'filtered recall@10':>19}"
         )
         for n, row in sorted(results.items(), key=lambda kv: int(kv[0])):
             self.stdout.write(
                 f"{n:>8} {row['p50_ms']:>8} {row['p95_ms']:>8} {row['hnsw_recall@10']:>10}"
-                f" {row['rss_mb']:>8}"
+                f" {row['rss_mb']:>8} {row.get('filtered_p50_ms', '-'):>13}"
+                f" {row.get('filtered_p95_ms', '-'):>13}"
+                f" {row.get('hnsw_recall@10_filtered_90pct', '-'):>19}"
             )
         self.stdout.write(f"wrote {path}")
 
