@@ -252,7 +252,9 @@ RAGAPP_TOP_K = env_int("RAGAPP_TOP_K", 5)
 RAGAPP_RRF_K = env_int("RAGAPP_RRF_K", 10)  # SciFact train: 10 > 30 > 60
 RAGAPP_FUSION_WEIGHTS = env_json("RAGAPP_FUSION_WEIGHTS", {"dense": 1.0, "bm25": 1.0})
 RAGAPP_HNSW_EF_SEARCH = env_int("RAGAPP_HNSW_EF_SEARCH", 100)
-RAGAPP_HNSW_EF_SEARCH_FILTERED = env_int("RAGAPP_HNSW_EF_SEARCH_FILTERED", 400)  # collection filter
+# With a collection filter (every non-admin search): recall@10 0.963 at 300k chunks with 90%
+# filtered out, where 400 gave 0.937 (docs/retrieval.md).
+RAGAPP_HNSW_EF_SEARCH_FILTERED = env_int("RAGAPP_HNSW_EF_SEARCH_FILTERED", 1000)
 # BM25 (bm25s, Lucene variant). Tuned on SciFact train; see docs/retrieval.md.
 RAGAPP_BM25_K1 = env_float("RAGAPP_BM25_K1", 0.9)
 RAGAPP_BM25_B = env_float("RAGAPP_BM25_B", 0.4)
