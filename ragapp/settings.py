@@ -238,7 +238,7 @@ RAGAPP_EMBEDDING_MODEL = env_str("RAGAPP_EMBEDDING_MODEL", "")
 RAGAPP_EMBEDDING_DIM = 384  # the vector column's width; a model of another width needs a migration
 RAGAPP_EMBEDDING_BATCH = env_int("RAGAPP_EMBEDDING_BATCH", 32)
 # "torch" (sentence-transformers, fp32) or "onnx" (the same weights exported to ONNX int8 on
-# first use, cached under DATA_DIR/models/; 1.3x torch at one thread here, cosine ~0.99).
+# first use, cached under DATA_DIR/models/; 2.6x torch at one thread here, cosine ~0.99).
 # Each names its vectors apart: changing it re-embeds every chunk in the background.
 RAGAPP_EMBEDDER = env_str("RAGAPP_EMBEDDER", "torch")
 # CPU threads of the embedder per process (0: one per core). 1 serves single queries about as
