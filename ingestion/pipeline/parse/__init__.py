@@ -5,7 +5,8 @@ tells Markdown from plain text), text is decoded with a detected encoding, and o
 family of formats reads the content:
 
     sniff.py     file type from the bytes; decoding of unknown encodings
-    pdf.py       PDF text layers page by page, OCR for scans (ocr.py: tesseract)
+    pdf.py       PDF text layers page by page, OCR for scans (ocr.py: tesseract;
+                 ocr_tables.py: tables in page images, via img2table)
     office.py    DOCX, PPTX, XLSX
     markup.py    HTML (cleaned, hidden text kept apart), Markdown, plain text
     mail.py      EML and MSG, attachments returned for child documents
@@ -154,7 +155,7 @@ def _image_blocks(path: Path, ocr_languages: str, limits: ParseLimits) -> list[B
         with Image.open(path) as image:  # reads the header only: the size is declared, not decoded
             archive.image_check(*image.size, limits)
             image.load()
-            return ocr.ocr_blocks(ocr.ocr_image(image, languages=ocr_languages), page=1)
+            return ocr.ocr_page(image, languages=ocr_languages, page=1).blocks
     except Image.DecompressionBombError:  # PIL's own ceiling, should ours be set higher
         raise ParseError(
             "refused: the image declares too many pixels (decompression bomb?)"

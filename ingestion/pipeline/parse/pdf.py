@@ -89,10 +89,10 @@ def _page_blocks(
             width, height = (round(side * OCR_DPI / 72) for side in page.get_size())
             image_check(width, height, limits, what=f"page {number} rendered for OCR")
             bitmap = page.render(scale=OCR_DPI / 72)
-            recognised = ocr.ocr_image(bitmap.to_pil(), languages=ocr_languages)
+            recognised = ocr.ocr_page(bitmap.to_pil(), languages=ocr_languages, page=number)
             bitmap.close()
-            if not usable or ocr.text_quality(recognised) > ocr.text_quality(text):
-                return ocr.ocr_blocks(recognised, page=number), True
+            if not usable or ocr.text_quality(recognised.text) > ocr.text_quality(text):
+                return recognised.blocks, True
         if not text:
             return [], False
         return [Block(text=text, page=number, heading="", kind="text")], False

@@ -34,6 +34,9 @@ FAILED = {
 CONTAINS = {
     "rotated-page-90.pdf": "Hello World Test Text",
     "loremipsum-flat.pdf": "Lorem ipsum",  # OCR
+    # Image-only tables: OCR plus table structure (img2table), one Markdown row per table row.
+    "single_table.pdf": "| Base 256 | 32,051 | 400.64 (242.04) | N/A |",
+    "table-multi-row-column-cells.pdf": "| Dexterity | 5 | 4 | 1 | 98.3%, n=4 | 1672.1 sec, n=4 |",
     "korean-text-with-tables.pdf": "빅포인트",
     "fr_olap.pdf": "requêtes",
     "simple-table.md": "| Item | Price | # In stock |",
