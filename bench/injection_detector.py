@@ -2,7 +2,9 @@
 
     .venv/bin/python -m bench.injection_detector [--split test|train] [--out FILE]
 
-Rules were tuned on the "train" rows only; report the "test" rows (the default). Pure step,
+Rules were tuned, and the instruction classifier trained, on the "train" rows only; report the
+"test" rows (the default). Each row's whole text is judged, once by the rules alone and once by
+the rules and the classifier (as ingestion does, with the settings' classifier and embedder);
 no database. The set: ../shared/data/injection-indirect/ (README there).
 """
 
@@ -14,22 +16,27 @@ import os
 from collections import Counter
 from pathlib import Path
 
-from ingestion.pipeline.injection import injection_reason
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ragapp.settings")
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("RAGAPP_SHARED_DATA", REPO.parent / "shared" / "data"))
 SET = DATA / "injection-indirect" / "bipia_indirect_injection.jsonl"
 
 
-def evaluate(split: str) -> dict[str, object]:
+def evaluate(split: str, *, classifier: bool) -> dict[str, object]:
+    from ingestion.pipeline.injection import injection_reason
+    from ingestion.providers.registry import instructions_find
+
     rows = [json.loads(line) for line in SET.read_text(encoding="utf-8").splitlines() if line]
     rows = [r for r in rows if r["bipia_split"] == split]
+    found = instructions_find([r["text"] for r in rows]) if classifier else [{} for _ in rows]
     counts: Counter[str] = Counter()
     by_task: dict[str, Counter[str]] = {}
     missed: Counter[str] = Counter()
     false_alarms: list[str] = []
-    for row in rows:
-        flagged = bool(injection_reason(row["text"]))
+    for row, classified in zip(rows, found, strict=True):
+        reason = injection_reason(row["text"]) or next(iter(classified.values()), "")
+        flagged = bool(reason)
         outcome = {(1, True): "tp", (1, False): "fn", (0, True): "fp", (0, False): "tn"}[
             (row["label"], flagged)
         ]
@@ -38,7 +45,7 @@ def evaluate(split: str) -> dict[str, object]:
         if outcome == "fn":
             missed[row["attack_category"]] += 1
         if outcome == "fp":
-            false_alarms.append(f"{row['id']}: {injection_reason(row['text'])}")
+            false_alarms.append(f"{row['id']}: {reason}")
     return {
         "split": split,
         "rows": len(rows),
@@ -64,7 +71,13 @@ def main() -> None:
     parser.add_argument("--split", default="test", choices=["test", "train"])
     parser.add_argument("--out", default="")
     args = parser.parse_args()
-    result = evaluate(args.split)
+    import django
+
+    django.setup()
+    result = {
+        "rules": evaluate(args.split, classifier=False),
+        "rules_and_classifier": evaluate(args.split, classifier=True),
+    }
     text = json.dumps(result, indent=2, ensure_ascii=False)
     print(text)
     if args.out:

@@ -427,6 +427,10 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         call_command("migrate", verbosity=0)
+        with connections["default"].cursor() as cursor:
+            # A rolled-back run leaves its rows dead in the HNSW index, and every filtered
+            # search of the next run wades through them: clear them first.
+            cursor.execute("VACUUM ingestion_chunk")
         with transaction.atomic():  # rolled back: nothing survives, no task reaches the broker
             result = safety_run(limit=args.limit)
             transaction.set_rollback(True)

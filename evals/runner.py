@@ -140,13 +140,13 @@ def _chunk_texts(reply: Reply) -> dict[int, tuple[str, str]]:
 
     """The stored text of each cited chunk, as the answer may show it: a chunk flagged at ingestion
     is cited with its instruction sentences removed (``RAGAPP_FLAGGED_CHUNKS=fence``)."""
-    from agent.pipeline.guards import passage_screen
+    from agent.services.answering import passage_fence
 
     fenced = {c["chunk_id"] for c in reply.citations if c.get("flagged")}
     ids = [c["chunk_id"] for c in reply.citations if isinstance(c.get("chunk_id"), int)]
     rows = Chunk.objects.filter(id__in=ids).values_list("id", "document_id", "text")
     return {
-        cid: (str(doc), passage_screen(text)[0] if cid in fenced else text)
+        cid: (str(doc), passage_fence(text)[0] if cid in fenced else text)
         for cid, doc, text in rows
     }
 

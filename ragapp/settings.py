@@ -303,6 +303,18 @@ RAGAPP_INJECTION_REJECT_AT = env_float("RAGAPP_INJECTION_REJECT_AT", 1.0)
 # injection.py): "fence" passes them with a warning and the offending sentences removed,
 # "exclude" drops them from the answer's passages.
 RAGAPP_FLAGGED_CHUNKS = env_str("RAGAPP_FLAGGED_CHUNKS", "fence")
+# The instruction classifier beside those rules (ingestion/providers/): "neighbours" (nearest
+# neighbours among sentence vectors of the train splits) or "off". It judges sentences phrased
+# to somebody at ingestion, in flagged passages and in answer claims. THRESHOLD 0 takes the one
+# stored with the vectors (chosen at training for a 1% false-positive rate on held-out document
+# sentences).
+RAGAPP_INSTRUCTION_CLASSIFIER = env_str("RAGAPP_INSTRUCTION_CLASSIFIER", "neighbours")
+RAGAPP_INSTRUCTION_CLASSIFIER_THRESHOLD = env_float("RAGAPP_INSTRUCTION_CLASSIFIER_THRESHOLD", 0.0)
+# A claim phrased to somebody (a request, a question, "you ...") whose cosine similarity to the
+# question is below this answers nothing that was asked: dropped as a task_claim. Between the
+# BIPIA train attacks (95th percentile 0.20) and the sample knowledge base's own such sentences
+# against the eval questions (5th percentile 0.32).
+RAGAPP_TASK_CLAIM_MIN_RELEVANCE = env_float("RAGAPP_TASK_CLAIM_MIN_RELEVANCE", 0.25)
 # Hosts an answer may link to; every other link keeps only its text, and images are always
 # removed (same-site paths such as /documents/... are always allowed).
 RAGAPP_LINK_ALLOWED_HOSTS = env_list("RAGAPP_LINK_ALLOWED_HOSTS", [])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -133,59 +134,63 @@ def leaks_prompt(
     return None
 
 
-def claim_task(text: str) -> Finding | None:
+def claim_task(
+    text: str,
+    *,
+    classified: Mapping[str, str] | None = None,
+    relevance: float | None = None,
+    min_relevance: float = 0.0,
+) -> Finding | None:
     """A claim that is itself a question or a task for a chatbot, not a statement of a support
     answer: how an obedient model restates an instruction it found in a passage. The citation
-    check cannot catch it (the words are in the passage it cites), so it is dropped here."""
-    from ingestion.pipeline.injection import task_reason
+    check cannot catch it (the words are in the passage it cites), so it is dropped here.
+    ``classified``: the instruction classifier's verdicts on the claim's sentences, as for
+    ``passage_screen``. ``relevance``: the claim's cosine similarity to the question; a claim
+    phrased to somebody (``addressed``: a request, a question, "you ...") below
+    ``min_relevance`` answers nothing that was asked."""
+    from ingestion.pipeline.injection import addressed, task_reason
 
-    reason = task_reason(text)
+    reason = task_reason(text) or next(iter((classified or {}).values()), "")
+    if not reason and relevance is not None and relevance < min_relevance and addressed(text):
+        reason = f"phrased to somebody and unrelated to the question ({relevance:.2f})"
     return Finding("task_claim", f"{reason}: {text[:120]}") if reason else None
 
 
 # --- Retrieved passages --------------------------------------------------------------------------
 
 REMOVED_INSTRUCTION = "[removed: text addressed to the assistant]"
-# Sentence ends inside a line, and separators that documents use between fields ("SUBJECT: ..|
-# CONTENT: ..", table cells): an instruction pasted between two fields starts a piece of its own.
-_PIECE_END = re.compile(r"(?<=[.!?])\s+|\s*\|\s*")
 
 
-def passage_screen(text: str) -> tuple[str, list[Finding]]:
+def passage_screen(
+    text: str, *, classified: Mapping[str, str] | None = None
+) -> tuple[str, list[Finding]]:
     """Replace each line or sentence of ``text`` that carries instructions for the model.
 
     The ingest-time detector (``ingestion.pipeline.injection``) judges a whole chunk; run on one
     sentence at a time its anchored rules (a sentence that opens with a task or a general
-    question) also see what a chunk hides mid-line. The model never reads what is removed, so
+    question) also see what a chunk hides mid-line. ``classified`` maps the pieces the
+    instruction classifier judged instructions (whitespace folded, as
+    ``classifier_pieces`` gives them) to its reason. The model never reads what is removed, so
     the guarantee holds however obedient the model is; the cost is that a legitimate sentence
-    the detector misjudges is hidden from this answer.
+    the detectors misjudge is hidden from this answer.
     """
-    from ingestion.pipeline.injection import injection_reason
+    from ingestion.pipeline.injection import injection_reason, pieces
 
+    classified = classified or {}
     findings: list[Finding] = []
     lines = []
     for line in text.split("\n"):
-        pieces, separators = _pieces(line)
+        found, separators = pieces(line)
         kept = []
-        for piece in pieces:
-            reason = injection_reason(piece)
+        for piece in found:
+            reason = injection_reason(piece) or classified.get(" ".join(piece.split()), "")
             if reason:
                 findings.append(Finding("passage_instruction", f"{reason}: {piece[:120]}"))
                 kept.append(REMOVED_INSTRUCTION)
             else:
                 kept.append(piece)
-        if kept == pieces and injection_reason(line):  # only the whole line reads as one
+        if kept == found and injection_reason(line):  # only the whole line reads as one
             findings.append(Finding("passage_instruction", line[:160]))
             kept, separators = [REMOVED_INSTRUCTION], []
         lines.append("".join(p + s for p, s in zip(kept, [*separators, ""], strict=True)))
     return "\n".join(lines), findings
-
-
-def _pieces(line: str) -> tuple[list[str], list[str]]:
-    pieces, separators, start = [], [], 0
-    for match in _PIECE_END.finditer(line):
-        pieces.append(line[start : match.start()])
-        separators.append(match.group(0))
-        start = match.end()
-    pieces.append(line[start:])
-    return pieces, separators

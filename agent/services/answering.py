@@ -20,6 +20,7 @@ from agent.pipeline.compose import ESCALATION, answer_compose, refusal_text
 from agent.pipeline.context import chars_count, context_fit, query_rewrite
 from agent.pipeline.gate import gate_decide
 from agent.pipeline.guards import (
+    Finding,
     claim_task,
     leaks_prompt,
     neutralize_links,
@@ -53,6 +54,8 @@ from agent.services.prompts import prompt_choose
 from agent.services.review import review_answer_saved
 from agent.services.usage import budget_check, usage_record, usage_summary
 from ingestion.models import Chunk, Document
+from ingestion.pipeline.language import english
+from ingestion.providers.registry import instructions_find
 from ingestion.selectors import collection_get_visible, collection_ids_visible
 from ragapp.errors import InvalidInput, NotFound
 from ragapp.observability import log_context_update
@@ -494,6 +497,12 @@ def answer_retrieve(turn: AskState) -> None:
     }
 
 
+def passage_fence(text: str) -> tuple[str, list[Finding]]:
+    """A flagged chunk's text as the model and the citation show it: every sentence the rules
+    or the instruction classifier take for an instruction replaced (``passage_screen``)."""
+    return passage_screen(text, classified=instructions_find([text])[0])
+
+
 def _fence_flagged(turn: AskState, passages: list[Passage]) -> list[Passage]:
     """Chunks flagged at ingestion never reach the model as they are: excluded, or fenced with a
     warning and their instruction sentences removed (``RAGAPP_FLAGGED_CHUNKS``). Renumbered so
@@ -513,7 +522,7 @@ def _fence_flagged(turn: AskState, passages: list[Passage]) -> list[Passage]:
             continue
         findings = []
         if not exclude:
-            text, findings = passage_screen(passage.text)
+            text, findings = passage_fence(passage.text)
             kept.append(replace(passage, number=len(kept) + 1, text=text, flagged=True))
         guardrail_record(
             stage="retrieval",
@@ -668,10 +677,10 @@ def claim_guard(turn: AskState, claim: ClaimOut, *, record: bool = True) -> Guar
     neutralised. ``record=False`` checks without logging (the stream shows claims the final
     check logs)."""
     leak = leaks_prompt(claim.text, system_prompt=turn.prompt.system, canary=turn.canary)
-    task = None if leak else claim_task(claim.text)
     text, findings = neutralize_links(
         claim.text, allowed_hosts=frozenset(settings.RAGAPP_LINK_ALLOWED_HOSTS)
     )
+    task = None if leak else _claim_task(turn, text)  # judged as the user would read it
     if leak:
         events = [(leak.rule, "blocked", leak.excerpt)]
     elif task:
@@ -691,6 +700,19 @@ def claim_guard(turn: AskState, claim: ClaimOut, *, record: bool = True) -> Guar
     if leak or task:
         return GuardedClaim(None, leaked=bool(leak))
     return GuardedClaim(claim.model_copy(update={"text": text}))
+
+
+def _claim_task(turn: AskState, text: str) -> Finding | None:
+    relevance = None
+    if english(turn.query):  # MiniLM's similarities across languages mean little
+        claim, question = embedder().embed_sentences([text, turn.query])  # type: ignore[attr-defined]
+        relevance = float(claim @ question)
+    return claim_task(
+        text,
+        classified=instructions_find([text])[0],
+        relevance=relevance,
+        min_relevance=settings.RAGAPP_TASK_CLAIM_MIN_RELEVANCE,
+    )
 
 
 @traced("ragapp.answer.output_guard")

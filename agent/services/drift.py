@@ -10,7 +10,7 @@ from datetime import datetime
 from django.utils import timezone
 
 from agent.models import QuestionProfile
-from agent.pipeline.language import language_detect
+from ingestion.pipeline.language import language_detect
 from agent.selectors_dashboard.drift import (
     DriftReport,
     drift_baseline_since,

@@ -9,6 +9,11 @@ prompt; it does not drop the chunk. Rules, each with a reason:
   "encode your reply in base64") or that tells the reader to act on the user ("ask the user to",
   "tell the user to visit").
 Tuned on the "train" rows of the BIPIA-style set only (see bench/injection_detector.py).
+
+Rules only know the phrasings they name. Beside them, a trained classifier
+(``ingestion.providers``) judges each sentence that is phrased to somebody (`addressed`): a
+question, a sentence in the second person or the first person singular, or one shaped like an
+imperative. This module holds the pure half: how text is cut into those pieces.
 """
 
 from __future__ import annotations
@@ -119,6 +124,84 @@ def injection_reason(text: str, *, hidden: bool = False) -> str:
     if match:
         return f"task for a chatbot: {_quote(match.group(0))}"
     return ""
+
+
+# --- Pieces: the sentences and table cells the detectors judge one at a time -------------------
+
+# Sentence ends inside a line, and separators that documents use between fields ("SUBJECT: ..|
+# CONTENT: ..", table cells): an instruction pasted between two fields starts a piece of its own.
+_PIECE_END = re.compile(r"(?<=[.!?])\s+|\s*\|\s*")
+_TABLE_ROW = re.compile(r"^\s*\|(?:[^|\n]*\|){2,}")
+
+
+def pieces(line: str) -> tuple[list[str], list[str]]:
+    """``line`` cut at sentence ends and field separators: the pieces and the separators
+    between them, so that ``"".join`` of them interleaved gives ``line`` back."""
+    found, separators, start = [], [], 0
+    for match in _PIECE_END.finditer(line):
+        found.append(line[start : match.start()])
+        separators.append(match.group(0))
+        start = match.end()
+    found.append(line[start:])
+    return found, separators
+
+
+# Closed-class words (articles, pronouns, prepositions, conjunctions, a few adverbs): a sentence
+# that opens with one of these is not an imperative. An imperative opens with a verb followed by
+# its object or complement, which usually starts with one of `_OBJECT_STARTS`.
+_NOT_VERBS = frozenset(
+    """a an the this that these those it its we our they their he his she her i my you your
+    there here in on at for of to with by from as if when while after before since because
+    although though and or but so yet not no all each every some any many most more few both
+    either neither one two three first second next then also however therefore thus""".split()
+)
+_OBJECT_STARTS = frozenset(
+    """the a an this that these those your my me us them it its his her their our all any some
+    each every how what why whether which who where when in into to with about out up down on
+    off over through""".split()
+)
+_PERSONAL = re.compile(r"\b(you|your|yours|yourself|me|my)\b", re.IGNORECASE)
+_WORDS = re.compile(r"[A-Za-z][A-Za-z'’-]*")
+
+
+def addressed(piece: str) -> bool:
+    """Whether ``piece`` is phrased to somebody: a question, a sentence in the second person or
+    the first person singular, or one shaped like an imperative ("Analyze the ...", "Help me").
+    Most document text (third-person statements, names, numbers) is not, and is never sent to
+    the classifier; a product step ("Open the sign-in page") is, and the classifier judges it."""
+    if piece.rstrip().endswith("?") or _PERSONAL.search(piece):
+        return True
+    words = _WORDS.findall(piece[:80])
+    if len(words) < 3:
+        return False
+    first, second = words[0].lower(), words[1].lower()
+    return first not in _NOT_VERBS and second in _OBJECT_STARTS and not first.endswith(("ed", "s"))
+
+
+def sentences(text: str) -> list[str]:
+    """The distinct pieces of ``text`` outside table rows (cells are names and numbers; a line
+    pasted between two rows is no row), whitespace folded, of two words or more with a letter."""
+    found: dict[str, None] = {}
+    for line in text.split("\n"):
+        if _TABLE_ROW.match(line):
+            continue
+        for piece in pieces(line)[0]:
+            piece = " ".join(piece.split())
+            if len(piece.split()) >= 2 and any(c.isalpha() for c in piece):
+                found[piece] = None
+    return list(found)
+
+
+def classifier_pieces(text: str) -> list[str]:
+    """The pieces of ``text`` the classifier judges: its addressed sentences in English (its
+    references are English: text in another language would be judged by its language alone)."""
+    from ingestion.pipeline.language import english
+
+    return [piece for piece in sentences(text) if addressed(piece) and english(piece)]
+
+
+def classifier_reason(piece: str, score: float) -> str:
+    return f"reads as a prompt for a chatbot ({score:.2f}): {_quote(piece)}"
 
 
 def _quote(fragment: str) -> str:

@@ -45,6 +45,7 @@ from ingestion.models import Chunk, Document, PendingChunk
 from ingestion.pipeline.chunk import ChunkDraft, chunk_blocks
 from ingestion.pipeline.injection import injection_reason
 from ingestion.pipeline.parse import Block, ParsedDocument, ParseError, ParseLimits, parse_file
+from ingestion.providers.registry import instructions_find
 from ingestion.services.documents import (
     EMBED_STAGES,
     document_create,
@@ -392,13 +393,16 @@ def _embed_stage(run: _Run) -> None:
 def _embed_missing(run: _Run, emb: Any) -> None:
     """Give every staged row a vector of the current model, batch by batch, writing each
     batch as it is done. Shortest texts first: batches of similar lengths waste less work on
-    padding (the rows are keyed by index, so their order here does not matter)."""
+    padding (the rows are keyed by index, so their order here does not matter).
+
+    The instruction classifier judges each batch's rows the rules left unflagged, in the same
+    write as their vectors, so a redelivered task judges only the rows it embeds."""
     staged = PendingChunk.objects.filter(document_id=run.id)
     total = staged.count()
     missing = list(
         staged.exclude(embedding_model=emb.name)
         .order_by(Length("text"), "index")
-        .values_list("id", "text")
+        .values_list("id", "text", "flagged", "flag_reason")
     )
     done = total - len(missing)
     span_set(chunks=total, staged=done, embedded=len(missing))
@@ -408,13 +412,24 @@ def _embed_missing(run: _Run, emb: Any) -> None:
     batch = settings.RAGAPP_EMBEDDING_BATCH
     for start in range(0, len(missing), batch):
         part = missing[start : start + batch]
-        vectors = emb.embed_documents([text for _, text in part])
+        vectors = emb.embed_documents([text for _, text, _, _ in part])
+        found = instructions_find([text for _, text, flagged, _ in part if not flagged])
+        verdicts = iter(found)
+        rows = []
+        for (row_id, _, flagged, reason), vector in zip(part, vectors, strict=True):
+            if not flagged:
+                reason = next(iter(next(verdicts).values()), "")
+            rows.append(
+                PendingChunk(
+                    id=row_id,
+                    embedding=vector,
+                    embedding_model=emb.name,
+                    flagged=bool(reason),
+                    flag_reason=reason[:200],
+                )
+            )
         PendingChunk.objects.bulk_update(
-            [
-                PendingChunk(id=row_id, embedding=vector, embedding_model=emb.name)
-                for (row_id, _), vector in zip(part, vectors, strict=True)
-            ],
-            ["embedding", "embedding_model"],
+            rows, ["embedding", "embedding_model", "flagged", "flag_reason"]
         )
         done += len(part)
         run.progress(done, total)

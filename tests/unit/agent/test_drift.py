@@ -11,7 +11,7 @@ from agent.pipeline.drift import (
     drift_compare,
     total_variation,
 )
-from agent.pipeline.language import language_detect
+from ingestion.pipeline.language import language_detect
 
 THRESHOLDS = Thresholds(
     cost_per_answer_rise=0.5,

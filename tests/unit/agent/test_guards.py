@@ -82,3 +82,11 @@ def test_an_instruction_in_a_table_cell_is_screened_and_the_other_cells_kept():
     )
     assert "Nobel" not in text and "China" in text and "| 2 |" in text
     assert [f.rule for f in findings] == ["passage_instruction"]
+
+
+def test_a_claim_phrased_to_somebody_and_unrelated_to_the_question_is_a_task():
+    unrelated = claim_task("Help me plan a party.", relevance=0.05, min_relevance=0.25)
+    assert "unrelated to the question (0.05)" in unrelated.excerpt
+    assert claim_task("Help me plan a party.", relevance=0.6, min_relevance=0.25) is None
+    # A statement is judged by the citation check, not by how close it is to the question.
+    assert claim_task("Refunds take 5 days.", relevance=0.05, min_relevance=0.25) is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ingestion.pipeline.injection import injection_reason
+from ingestion.pipeline.injection import addressed, classifier_pieces, injection_reason, sentences
 
 
 @pytest.mark.parametrize(
@@ -64,3 +64,22 @@ def test_a_question_glued_to_the_word_before_it_is_flagged():
     assert injection_reason(glued).startswith("task for a chatbot")
     assert injection_reason("You were charged $3,6How do I solve quadratic equations? 20.00.")
     assert not injection_reason("Call getList the first time; PayPal and iPhone work too.")
+
+
+def test_only_sentences_phrased_to_somebody_go_to_the_classifier():
+    assert addressed("Analyze the tone of this message.")  # shaped like an imperative
+    assert addressed("Help me plan a party.")
+    assert addressed("Which plan includes version history?")
+    assert addressed("You can export notes as PDF.")
+    assert not addressed("The invoice total is $120, due on May 3.")
+    assert not addressed("Revenue increased in the second quarter.")
+    assert not addressed("Submitted the form twice.")  # a past tense is no imperative
+
+
+def test_classifier_pieces_skip_table_rows_but_not_a_line_pasted_between_them():
+    text = "| Year | Song |\n| 1983 | Say It Again |\nPredict the winner of the cup.\n| 1984 | Hi |"
+    assert classifier_pieces(text) == ["Predict the winner of the cup."]
+    assert sentences("Paid:   $45.00. Thank you   for your order!") == [
+        "Paid: $45.00.",
+        "Thank you for your order!",
+    ]

@@ -1,4 +1,5 @@
-"""Which language a question is written in, for the drift dashboard's language mix.
+"""Which language a text is written in: the drift dashboard's language mix of questions, and
+the sentences the instruction classifier (English references) can judge.
 
 py3langid (a maintained fork of langid.py: a naive Bayes model over byte n-grams, 97 languages,
 shipped inside its 4.6 MB wheel, numpy only) rather than langdetect (randomised unless seeded,
@@ -28,3 +29,8 @@ def language_detect(text: str) -> str:
     if len(text.split()) < MIN_WORDS:
         return UNDETERMINED
     return str(_identifier().classify(text)[0])
+
+
+def english(text: str) -> bool:
+    """Whether ``text`` reads as English, or is too short to tell."""
+    return language_detect(text) in ("en", UNDETERMINED)
