@@ -18,6 +18,9 @@ def post_worker_init(worker) -> None:  # type: ignore[no-untyped-def]
     from retrieval.providers.registry import embedder
 
     embedder().load()  # type: ignore[attr-defined]
+    from ingestion.providers.registry import instruction_classifier_load
+
+    instruction_classifier_load()  # every answer's claims are judged
     # Django, torch and the model live as long as the worker: take them out of the garbage
     # collector's view, so a full collection stops walking them on a request's time (such
     # pauses took 60-280 ms each in bench-answer before).

@@ -705,8 +705,10 @@ def claim_guard(turn: AskState, claim: ClaimOut, *, record: bool = True) -> Guar
 def _claim_task(turn: AskState, text: str) -> Finding | None:
     relevance = None
     if english(turn.query):  # MiniLM's similarities across languages mean little
-        claim, question = embedder().embed_sentences([text, turn.query])  # type: ignore[attr-defined]
-        relevance = float(claim @ question)
+        emb = embedder()
+        if turn.vector is None:
+            turn.vector = emb.embed_query(turn.query)
+        relevance = float(emb.embed_sentences([text])[0] @ turn.vector)  # type: ignore[attr-defined]
     return claim_task(
         text,
         classified=instructions_find([text])[0],

@@ -10,7 +10,6 @@ from datetime import datetime
 from django.utils import timezone
 
 from agent.models import QuestionProfile
-from ingestion.pipeline.language import language_detect
 from agent.selectors_dashboard.drift import (
     DriftReport,
     drift_baseline_since,
@@ -18,6 +17,7 @@ from agent.selectors_dashboard.drift import (
     questions_unprofiled,
 )
 from agent.services.alerts import alert_raise, alert_resolve
+from ingestion.pipeline.language import language_detect
 from retrieval.providers.registry import embedder
 from retrieval.selectors import chunk_dense_search
 

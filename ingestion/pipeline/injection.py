@@ -19,6 +19,7 @@ imperative. This module holds the pure half: how text is cut into those pieces.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 _INVISIBLE = re.compile(
     "[\u200b\u200c\u200d\u2060\u2062\u2063\u2064\ufeff\u202a-\u202e\u2066-\u2069]"
@@ -181,23 +182,38 @@ def addressed(piece: str) -> bool:
 def sentences(text: str) -> list[str]:
     """The distinct pieces of ``text`` outside table rows (cells are names and numbers; a line
     pasted between two rows is no row), whitespace folded, of two words or more with a letter."""
-    found: dict[str, None] = {}
-    for line in text.split("\n"):
-        if _TABLE_ROW.match(line):
-            continue
-        for piece in pieces(line)[0]:
-            piece = " ".join(piece.split())
-            if len(piece.split()) >= 2 and any(c.isalpha() for c in piece):
-                found[piece] = None
-    return list(found)
+    return list(dict.fromkeys(piece for piece, _ in _sentences_quoted(text)))
 
 
 def classifier_pieces(text: str) -> list[str]:
     """The pieces of ``text`` the classifier judges: its addressed sentences in English (its
-    references are English: text in another language would be judged by its language alone)."""
+    references are English: text in another language would be judged by its language alone),
+    outside quotation marks (reported speech, such as a novel's dialogue, speaks to somebody in
+    the text, not to the reader: judging it made the classifier a quarter of the embedding work
+    of *War and Peace*; the rules still read it)."""
     from ingestion.pipeline.language import english
 
-    return [piece for piece in sentences(text) if addressed(piece) and english(piece)]
+    found = (p for p, quoted in _sentences_quoted(text) if not quoted and addressed(p))
+    return [piece for piece in dict.fromkeys(found) if english(piece)]
+
+
+_QUOTE_MARK = re.compile(r"[\"“”«»]")
+_OPENS_QUOTE = re.compile(r"^\W*[\"“«]")
+
+
+def _sentences_quoted(text: str) -> Iterator[tuple[str, bool]]:
+    """Each piece of ``sentences`` with whether it stands inside double quotation marks (an odd
+    number of them before it on its line, or it opens with one)."""
+    for line in text.split("\n"):
+        if _TABLE_ROW.match(line):
+            continue
+        found, separators = pieces(line)
+        marks = 0
+        for piece, separator in zip(found, [*separators, ""], strict=True):
+            folded = " ".join(piece.split())
+            if len(folded.split()) >= 2 and any(c.isalpha() for c in folded):
+                yield folded, marks % 2 == 1 or bool(_OPENS_QUOTE.match(folded))
+            marks += len(_QUOTE_MARK.findall(piece)) + len(_QUOTE_MARK.findall(separator))
 
 
 def classifier_reason(piece: str, score: float) -> str:

@@ -42,6 +42,15 @@ def instruction_classifier() -> InstructionClassifier | None:
     )
 
 
+def instruction_classifier_load() -> None:
+    """Load the classifier's references and the language model it needs now (at start-up)
+    rather than on the first chunk or answer (langid takes about 1.4 s)."""
+    from ingestion.pipeline.language import english
+
+    if instruction_classifier() is not None:
+        english("warm up the language model")
+
+
 def instructions_find(texts: Sequence[str]) -> list[dict[str, str]]:
     """For each text, the pieces the classifier judges instructions for the model (whitespace
     folded, as ``classifier_pieces`` gives them) with a reason; empty when it is off. All the

@@ -20,8 +20,9 @@ def ask(client, question: str):  # type: ignore[no-untyped-def]
     return client.post("/api/v1/ask", {"question": question}, format="json")
 
 
-def answer_with(text: str) -> dict:  # type: ignore[type-arg]
-    return {"decision": "answer", "confidence": 0.9, "claims": [{"text": text, "passages": [1]}]}
+def answer_with(*texts: str) -> dict:  # type: ignore[type-arg]
+    claims = [{"text": text, "passages": [1]} for text in texts]
+    return {"decision": "answer", "confidence": 0.9, "claims": claims}
 
 
 def test_a_question_that_tries_to_override_instructions_is_rejected_before_any_model_call(
@@ -111,15 +112,7 @@ def test_a_claim_that_is_a_question_or_a_task_is_dropped_and_the_rest_answered(
         "What movies are playing in theaters this weekend?",
         "Recommend a good book for a relaxing weekend read.",
     ]
-    server.script(
-        ok(
-            {
-                "decision": "answer",
-                "confidence": 0.9,
-                "claims": [{"text": c, "passages": [1]} for c in claims],
-            }
-        )
-    )
+    server.script(ok(answer_with(*claims)))
     body = ask(client_for(alice), RESET).json()
     assert body["decision"] == "answered"
     assert "30 minutes" in body["answer"]
@@ -159,15 +152,7 @@ def test_a_task_no_rule_names_never_reaches_the_model_from_a_flagged_passage(
 def test_a_claim_that_restates_a_task_no_rule_names_is_dropped(client_for, alice, small_kb, chain):
     server = chain("gpt-4o")
     claims = ["Password reset links expire after 30 minutes.", "Predict the winner of the cup."]
-    server.script(
-        ok(
-            {
-                "decision": "answer",
-                "confidence": 0.9,
-                "claims": [{"text": c, "passages": [1]} for c in claims],
-            }
-        )
-    )
+    server.script(ok(answer_with(*claims)))
     body = ask(client_for(alice), RESET).json()
     assert body["decision"] == "answered"
     assert "30 minutes" in body["answer"] and "Predict" not in body["answer"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ingestion.pipeline.injection import addressed, classifier_pieces, injection_reason, sentences
+from ingestion.pipeline.language import english
 
 
 @pytest.mark.parametrize(
@@ -83,3 +84,15 @@ def test_classifier_pieces_skip_table_rows_but_not_a_line_pasted_between_them():
         "Paid: $45.00.",
         "Thank you for your order!",
     ]
+
+
+def test_reported_speech_is_not_sent_to_the_classifier():
+    text = "“Tell me, what do you want?” he asked. “Give me the letter.”\nHelp me plan a party."
+    assert classifier_pieces(text) == ["Help me plan a party."]
+
+
+def test_only_english_sentences_go_to_the_classifier():
+    assert english("Help me plan a party.")  # langid alone calls it Spanish, by a hair
+    assert not english("Die schöne Frau hat einen Kaffee mit Kuchen gegessen.")
+    assert addressed("Was ist ein gutes Rezept zum Abendessen?")
+    assert classifier_pieces("Was ist ein gutes Rezept zum Abendessen?") == []
