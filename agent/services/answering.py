@@ -54,6 +54,7 @@ from agent.services.prompts import prompt_choose
 from agent.services.review import review_answer_saved
 from agent.services.usage import budget_check, usage_record, usage_summary
 from ingestion.models import Chunk, Document
+from ingestion.pipeline.injection import addressed
 from ingestion.pipeline.language import english
 from ingestion.providers.registry import instructions_find
 from ingestion.selectors import collection_get_visible, collection_ids_visible
@@ -704,7 +705,9 @@ def claim_guard(turn: AskState, claim: ClaimOut, *, record: bool = True) -> Guar
 
 def _claim_task(turn: AskState, text: str) -> Finding | None:
     relevance = None
-    if english(turn.query):  # MiniLM's similarities across languages mean little
+    # Only a claim phrased to somebody is held to the question; MiniLM's similarities across
+    # languages mean little.
+    if addressed(text) and english(turn.query):
         emb = embedder()
         if turn.vector is None:
             turn.vector = emb.embed_query(turn.query)
