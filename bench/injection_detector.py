@@ -25,17 +25,17 @@ SET = DATA / "injection-indirect" / "bipia_indirect_injection.jsonl"
 
 def evaluate(split: str, *, classifier: bool) -> dict[str, object]:
     from ingestion.pipeline.injection import injection_reason
-    from ingestion.providers.registry import instructions_find
+    from ingestion.providers.registry import instruction_reasons
 
     rows = [json.loads(line) for line in SET.read_text(encoding="utf-8").splitlines() if line]
     rows = [r for r in rows if r["bipia_split"] == split]
-    found = instructions_find([r["text"] for r in rows]) if classifier else [{} for _ in rows]
+    found = instruction_reasons([r["text"] for r in rows]) if classifier else [""] * len(rows)
     counts: Counter[str] = Counter()
     by_task: dict[str, Counter[str]] = {}
     missed: Counter[str] = Counter()
     false_alarms: list[str] = []
     for row, classified in zip(rows, found, strict=True):
-        reason = injection_reason(row["text"]) or next(iter(classified.values()), "")
+        reason = injection_reason(row["text"]) or classified
         flagged = bool(reason)
         outcome = {(1, True): "tp", (1, False): "fn", (0, True): "fp", (0, False): "tn"}[
             (row["label"], flagged)

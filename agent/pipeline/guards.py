@@ -137,20 +137,20 @@ def leaks_prompt(
 def claim_task(
     text: str,
     *,
-    classified: Mapping[str, str] | None = None,
+    classified: str = "",
     relevance: float | None = None,
     min_relevance: float = 0.0,
 ) -> Finding | None:
     """A claim that is itself a question or a task for a chatbot, not a statement of a support
     answer: how an obedient model restates an instruction it found in a passage. The citation
     check cannot catch it (the words are in the passage it cites), so it is dropped here.
-    ``classified``: the instruction classifier's verdicts on the claim's sentences, as for
-    ``passage_screen``. ``relevance``: the claim's cosine similarity to the question; a claim
+    ``classified``: the instruction classifier's reason when it judged a sentence of the claim
+    an instruction. ``relevance``: the claim's cosine similarity to the question; a claim
     phrased to somebody (``addressed``: a request, a question, "you ...") below
     ``min_relevance`` answers nothing that was asked."""
     from ingestion.pipeline.injection import addressed, task_reason
 
-    reason = task_reason(text) or next(iter((classified or {}).values()), "")
+    reason = task_reason(text) or classified
     if not reason and relevance is not None and relevance < min_relevance and addressed(text):
         reason = f"phrased to somebody and unrelated to the question ({relevance:.2f})"
     return Finding("task_claim", f"{reason}: {text[:120]}") if reason else None

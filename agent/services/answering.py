@@ -56,7 +56,7 @@ from agent.services.usage import budget_check, usage_record, usage_summary
 from ingestion.models import Chunk, Document
 from ingestion.pipeline.injection import addressed
 from ingestion.pipeline.language import english
-from ingestion.providers.registry import instructions_find
+from ingestion.providers.registry import instruction_reasons, instructions_find
 from ingestion.selectors import collection_get_visible, collection_ids_visible
 from ragapp.errors import InvalidInput, NotFound
 from ragapp.observability import log_context_update
@@ -714,7 +714,7 @@ def _claim_task(turn: AskState, text: str) -> Finding | None:
         relevance = float(emb.embed_sentences([text])[0] @ turn.vector)  # type: ignore[attr-defined]
     return claim_task(
         text,
-        classified=instructions_find([text])[0],
+        classified=instruction_reasons([text])[0],
         relevance=relevance,
         min_relevance=settings.RAGAPP_TASK_CLAIM_MIN_RELEVANCE,
     )

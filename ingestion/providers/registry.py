@@ -65,3 +65,9 @@ def instructions_find(texts: Sequence[str]) -> list[dict[str, str]]:
         {p: classifier_reason(p, verdict[p]) for p in found if verdict[p] >= classifier.threshold}
         for found in per_text
     ]
+
+
+def instruction_reasons(texts: Sequence[str]) -> list[str]:
+    """For each text, the reason of the first piece ``instructions_find`` judges an
+    instruction, or "": what flags a whole chunk or claim."""
+    return [next(iter(found.values()), "") for found in instructions_find(texts)]

@@ -45,7 +45,7 @@ from ingestion.models import Chunk, Document, PendingChunk
 from ingestion.pipeline.chunk import ChunkDraft, chunk_blocks
 from ingestion.pipeline.injection import injection_reason
 from ingestion.pipeline.parse import Block, ParsedDocument, ParseError, ParseLimits, parse_file
-from ingestion.providers.registry import instructions_find
+from ingestion.providers.registry import instruction_reasons
 from ingestion.services.documents import (
     EMBED_STAGES,
     document_create,
@@ -413,12 +413,11 @@ def _embed_missing(run: _Run, emb: Any) -> None:
     for start in range(0, len(missing), batch):
         part = missing[start : start + batch]
         vectors = emb.embed_documents([text for _, text, _, _ in part])
-        found = instructions_find([text for _, text, flagged, _ in part if not flagged])
-        verdicts = iter(found)
+        judged = iter(instruction_reasons([text for _, text, flagged, _ in part if not flagged]))
         rows = []
         for (row_id, _, flagged, reason), vector in zip(part, vectors, strict=True):
             if not flagged:
-                reason = next(iter(next(verdicts).values()), "")
+                reason = next(judged)
             rows.append(
                 PendingChunk(
                     id=row_id,

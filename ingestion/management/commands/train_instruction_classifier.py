@@ -146,7 +146,8 @@ def training_texts(files: dict[str, Path]) -> tuple[list[str], dict[str, str], l
         " ".join(r["attack_text"].split()): r["attack_category"] for r in bipia if r["label"] == 1
     }
     positives = [r["text"] for r in deepset if r["split"] == "train"]
-    positives += [a for a in sorted(attacks) if a not in set(positives)]
+    written = set(positives)
+    positives += [a for a in sorted(attacks) if a not in written]
 
     negatives: list[str] = []
     for row in bipia:
